@@ -1,0 +1,197 @@
+"""The ``chatcore`` command line: ``plugins``, ``models``, ``chat`` and ``demo``.
+
+Errors print one clear line and exit non-zero: 2 usage, 3 configuration, 4 provider
+(API) errors, 5 network errors, 6 plugin errors; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_PROVIDER = 4
+EXIT_NETWORK = 5
+EXIT_PLUGIN = 6
+
+
+def _parser() -> argparse.ArgumentParser:
+    from chatcore import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="chatcore", description="Call chat LLM providers through installed chatcore plugins."
+    )
+    parser.add_argument("--version", action="version", version=f"chatcore {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins and their providers")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("models", help="list the models a provider serves")
+    p.add_argument("provider", help="provider name, e.g. openai")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("chat", help="send one chat message")
+    p.add_argument("prompt", nargs="?", help="the prompt (read from stdin when omitted)")
+    p.add_argument("-m", "--model", required=True, help="provider:model, e.g. openai:gpt-4o-mini")
+    p.add_argument("-s", "--system", help="a system message")
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a request parameter (value parsed as JSON when possible), repeatable",
+    )
+    p.add_argument("--json", action="store_true", help="print the whole response as JSON")
+
+    sub.add_parser(
+        "demo", help="real chats through the bundled plugins (offline: a local stand-in)"
+    )
+    return parser
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+        if n == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
+    """Print every plugin: name, distribution, version, providers, status."""
+    import warnings
+
+    from chatcore._plugins import PluginWarning, list_plugins
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)  # shown in the table instead
+        records = list_plugins()
+    if args.json:
+        json.dump([r.to_dict() for r in records], out, indent=2)
+        out.write("\n")
+        return 0
+    rows = [["NAME", "DISTRIBUTION", "VERSION", "PROVIDERS", "STATUS"]]
+    for r in records:
+        status = "disabled" if r.disabled else ("ERROR: " + r.error if r.error else "ok")
+        rows.append(
+            [r.name, r.distribution or "-", r.version or "-", ", ".join(r.providers) or "-", status]
+        )
+    _table(rows, out)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the models of one provider."""
+    from chatcore import Client
+
+    with Client() as client:
+        models = client.list_models(args.provider)
+    if args.json:
+        json.dump(
+            [{"id": m.id, "owned_by": m.owned_by, "created": m.created} for m in models],
+            out,
+            indent=2,
+        )
+        out.write("\n")
+    else:
+        for m in models:
+            out.write(f"{args.provider}:{m.id}\n")
+    return 0
+
+
+def _parse_options(options: Sequence[str]) -> dict[str, Any]:
+    from chatcore.exceptions import ValidationError
+
+    params: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValidationError([("-o", f"{item!r} is not KEY=VALUE")])
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
+    """Send one chat and print the answer."""
+    from chatcore import Client
+    from chatcore.exceptions import ValidationError
+
+    prompt = args.prompt
+    if prompt is None:
+        if sys.stdin.isatty():
+            raise ValidationError([("prompt", "give a prompt or pipe one on stdin")])
+        prompt = sys.stdin.read()
+    messages: list[dict[str, Any]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": prompt})
+    with Client() as client:
+        response = client.chat(args.model, messages, **_parse_options(args.option))
+    if args.json:
+        json.dump(response.to_dict(), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(response.text + "\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the demo (see :mod:`chatcore._demo`)."""
+    from chatcore._demo import run_demo
+
+    return run_demo(out)
+
+
+_COMMANDS = {"plugins": cmd_plugins, "models": cmd_models, "chat": cmd_chat, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``chatcore`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    from chatcore import exceptions as ex
+
+    try:
+        return _COMMANDS[args.command](args, sys.stdout)
+    except KeyboardInterrupt:
+        return 130
+    except ex.ChatcoreError as exc:
+        if args.debug:
+            traceback.print_exc()
+        code, hint = _classify(exc)
+        sys.stderr.write(f"chatcore: error: {type(exc).__name__}: {exc}{hint}\n")
+        return code
+
+
+def _classify(exc: BaseException) -> tuple[int, str]:
+    from chatcore import exceptions as ex
+
+    if isinstance(exc, ex.ValidationError):
+        return EXIT_USAGE, ""
+    if isinstance(exc, ex.ConfigurationError):
+        return EXIT_CONFIG, ""
+    if isinstance(exc, ex.PluginError):
+        return EXIT_PLUGIN, ""
+    if isinstance(exc, ex.APIConnectionError):
+        return EXIT_NETWORK, " (check the network and the provider's base_url)"
+    if isinstance(exc, ex.AuthenticationError):
+        return EXIT_PROVIDER, " (check the provider's API key)"
+    return EXIT_PROVIDER, ""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

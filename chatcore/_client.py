@@ -1,0 +1,209 @@
+"""``chatcore.Client``: one request pipeline for every provider.
+
+normalize -> validate -> cache -> rate limit -> retry(send) -> record metrics.
+A client is configured once and safe to share across threads; providers are created
+lazily, once per client, on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from chatcore._limits import NullRateLimiter
+from chatcore._metrics import RequestEvent
+from chatcore._plugins import PluginHost, get_plugin_host
+from chatcore._retry import RetryPolicy
+from chatcore._validate import build_request, split_model
+from chatcore.exceptions import APIError, ConfigurationError, ValidationError
+from chatcore.models import ChatRequest, ChatResponse
+from chatcore.provider import ModelInfo, Provider, ProviderSpec, resolve_config
+
+__all__ = ["Client"]
+
+_RESERVED = frozenset({"max_retries", "timeout_total"})
+
+
+class Client:
+    """Calls chat models of any installed provider through one pipeline.
+
+    ``providers`` maps a provider name to its options (``api_key``, ``base_url``,
+    ``timeout``, ...); anything not given comes from ``CHATCORE_<PROVIDER>_<OPTION>``, then
+    the vendor's variables (``OPENAI_API_KEY``, ``HF_TOKEN``), then defaults.
+    """
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[str, Mapping[str, Any]] | None = None,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        timeout_total: float | None = None,
+        rate_limiter: Any = None,
+        cache: Any = None,
+        metrics_sinks: Iterable[Any] = (),
+        plugins: Iterable[Any] = (),
+        plugin_host: PluginHost | None = None,
+        environ: Mapping[str, str] | None = None,
+        max_total_chars: int = 100_000,
+    ) -> None:
+        plugins = tuple(plugins)
+        if plugin_host is None:
+            plugin_host = PluginHost(plugins=plugins) if plugins else get_plugin_host()
+        self._host = plugin_host
+        self._environ = environ
+        self._provider_settings = {k: dict(v) for k, v in (providers or {}).items()}
+        settings = self  # hooks receive the client; later issues give them a settings object
+        policy = retry or plugin_host.retry_policy(settings) or RetryPolicy()
+        if max_retries is not None or timeout_total is not None:
+            if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+                raise ConfigurationError(f"max_retries={max_retries!r}: expected an integer >= 0")
+            policy = policy.with_overrides(max_retries=max_retries, timeout_total=timeout_total)
+        self.retry_policy: RetryPolicy = policy
+        self.rate_limiter = rate_limiter or plugin_host.rate_limiter(settings) or NullRateLimiter()
+        self.cache = cache if cache is not None else plugin_host.cache(settings)
+        self.metrics_sinks: tuple[Any, ...] = (
+            *metrics_sinks,
+            *plugin_host.metrics_sinks(settings),
+        )
+        self.max_total_chars = max_total_chars
+        self._providers: dict[str, Provider] = {}
+        self._lock = threading.Lock()
+        unknown = sorted(set(self._provider_settings) - set(plugin_host.providers()))
+        self._unknown_configured = unknown
+
+    # --- providers -------------------------------------------------------------------
+
+    def available_providers(self) -> list[str]:
+        """Names of the providers installed plugins offer."""
+        return sorted(self._host.providers())
+
+    def provider_spec(self, name: str) -> ProviderSpec:
+        """The spec of provider ``name`` (raises :class:`ProviderNotFoundError`)."""
+        return self._host.provider_spec(name)
+
+    def provider(self, name: str) -> Provider:
+        """The provider instance ``name``, created on first use (configuration errors such
+        as a missing API key are raised here, before any network call)."""
+        found = self._providers.get(name)
+        if found is not None:
+            return found
+        spec = self._host.provider_spec(name)
+        with self._lock:
+            found = self._providers.get(name)
+            if found is None:
+                config = resolve_config(spec, self._provider_settings.get(name), self._environ)
+                found = spec.factory(config)
+                self._providers[name] = found
+        return found
+
+    def list_models(self, provider: str) -> list[ModelInfo]:
+        """The models ``provider`` serves (one request through the retry policy)."""
+        prov = self.provider(provider)
+        result, _ = self.retry_policy.call(lambda _attempt: prov.list_models())
+        return result
+
+    # --- chat ------------------------------------------------------------------------
+
+    def build_request(self, model: str, messages: Any, **params: Any) -> ChatRequest:
+        """Validate and normalize a request without sending it."""
+        provider, model_id = split_model(model)
+        self._host.provider_spec(provider)
+        return build_request(
+            provider, model_id, messages, params, max_total_chars=self.max_total_chars
+        )
+
+    def chat(self, model: str, messages: Any, **params: Any) -> ChatResponse:
+        """Send a chat and return the answer.
+
+        ``model`` is ``"provider:model"``; ``messages`` a string, a message or dict, or a
+        list of them; ``params`` the OpenAI-style parameters (``temperature``,
+        ``max_tokens``, ``tools``, ...), ``extra={...}`` for provider-specific ones, and
+        ``max_retries`` / ``timeout_total`` to override the retry policy for this call.
+        """
+        overrides = {k: params.pop(k) for k in list(params) if k in _RESERVED}
+        policy = self.retry_policy
+        if overrides:
+            mr = overrides.get("max_retries")
+            if mr is not None and (not isinstance(mr, int) or isinstance(mr, bool) or mr < 0):
+                raise ValidationError([("max_retries", f"expected an integer >= 0, got {mr!r}")])
+            policy = policy.with_overrides(**overrides)
+        request = self.build_request(model, messages, **params)
+        provider = self.provider(request.provider)
+        started = time.perf_counter()
+        ticket = self.rate_limiter.acquire(request.provider, request.model, _estimate(request))
+        try:
+            response, attempts = policy.call(lambda _attempt: provider.chat(request))
+        except APIError as exc:
+            self._record(request, started, error=exc, attempts=exc.attempts)
+            raise
+        latency = time.perf_counter() - started
+        response = attrs.evolve(
+            response, provider=request.provider, latency=latency, attempts=attempts
+        )
+        self.rate_limiter.reconcile(
+            ticket, response.usage.total_tokens if response.usage else None, None
+        )
+        self._record(request, started, response=response, attempts=attempts)
+        return response
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every provider's connection pool."""
+        with self._lock:
+            providers, self._providers = list(self._providers.values()), {}
+        for p in providers:
+            p.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<chatcore.Client providers={self.available_providers()!r}>"
+
+    # --- metrics ---------------------------------------------------------------------
+
+    def _record(
+        self,
+        request: ChatRequest,
+        started: float,
+        *,
+        response: ChatResponse | None = None,
+        error: BaseException | None = None,
+        attempts: int = 1,
+    ) -> None:
+        if not self.metrics_sinks:
+            return
+        usage = response.usage if response is not None else None
+        event = RequestEvent(
+            provider=request.provider,
+            model=request.model,
+            outcome="ok" if error is None else "error",
+            error_type=type(error).__name__ if error is not None else None,
+            latency=time.perf_counter() - started,
+            attempts=attempts,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            cached=bool(response.cached) if response is not None else False,
+            status_code=getattr(error, "status_code", None),
+        )
+        for sink in self.metrics_sinks:
+            try:
+                sink.record(event)
+            except Exception:  # a failing sink never fails a request
+                pass
+
+
+def _estimate(request: ChatRequest) -> int:
+    """A cheap token estimate for rate limiting: ~4 characters a token plus the output cap."""
+    chars = sum(len(m.text) for m in request.messages)
+    out = request.max_completion_tokens or request.max_tokens or 0
+    return chars // 4 + 1 + out

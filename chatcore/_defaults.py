@@ -1,0 +1,33 @@
+"""The core's own hook implementations, registered ``trylast`` so any plugin wins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatcore._limits import NullRateLimiter
+from chatcore._retry import RetryPolicy
+from chatcore.hookspecs import hookimpl
+
+
+@hookimpl(trylast=True)
+def chatcore_retry_policy(settings: Any) -> RetryPolicy:
+    """The OpenAI-SDK-like default policy (2 retries)."""
+    return RetryPolicy()
+
+
+@hookimpl(trylast=True)
+def chatcore_rate_limiter(settings: Any) -> NullRateLimiter:
+    """No local limit unless one is configured."""
+    return NullRateLimiter()
+
+
+@hookimpl(trylast=True)
+def chatcore_cache(settings: Any) -> None:
+    """No cache unless one is enabled."""
+    return None
+
+
+@hookimpl(trylast=True)
+def chatcore_metrics_sinks(settings: Any) -> list[Any]:
+    """No extra sinks."""
+    return []

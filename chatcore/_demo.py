@@ -1,0 +1,121 @@
+"""``chatcore demo`` / ``make demo``: real chats through the bundled plugins over HTTP.
+
+With ``OPENAI_API_KEY`` or ``HF_TOKEN`` set, those providers call the real services.
+Without them, a local OpenAI-compatible stand-in server (and a TGI-flavoured one) from
+:mod:`chatcore.testing.server` answers on 127.0.0.1, and the demo says so plainly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any, Literal, TextIO
+
+STAND_IN_KEY = "sk-chatcore-demo-stand-in-key"
+STAND_IN_TOKEN = "hf_chatcoreDemoStandInToken"
+
+
+@contextlib.contextmanager
+def _stand_in(flavor: Literal["openai", "azure", "tgi"], api_key: str | None) -> Iterator[Any]:
+    from chatcore.testing.server import StandInServer
+
+    server = StandInServer(flavor=flavor, api_key=api_key)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _show(out: TextIO, label: str, response: Any) -> None:
+    usage = response.usage
+    tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens" if usage else "no usage"
+    out.write(
+        f"  {label}\n"
+        f"    reply:      {response.text.strip()}\n"
+        f"    model:      {response.provider}:{response.model}\n"
+        f"    latency:    {response.latency * 1000:.1f} ms, "
+        f"{response.attempts} attempt(s), {tokens}\n"
+        f"    request id: {response.request_id or '-'}\n"
+    )
+
+
+def run_demo(out: TextIO) -> int:
+    """Run the demo and return an exit status."""
+    import chatcore
+    from chatcore import Client
+    from chatcore.exceptions import ChatcoreError
+
+    out.write(f"chatcore {chatcore.__version__} demo\n\nInstalled plugins:\n")
+    for record in chatcore.list_plugins():
+        if record.builtin:
+            continue
+        status = record.error or "ok"
+        out.write(
+            f"  {record.name:<12} {record.distribution or '-'} {record.version or '-'}"
+            f"  providers: {', '.join(record.providers) or '-'}  [{status}]\n"
+        )
+    out.write("\n")
+    failures = 0
+    with contextlib.ExitStack() as stack:
+        providers: dict[str, dict[str, Any]] = {}
+        jobs: list[tuple[str, str, dict[str, Any]]] = []
+        if os.environ.get("OPENAI_API_KEY"):
+            out.write("OpenAI: OPENAI_API_KEY is set, calling the real OpenAI API.\n")
+            jobs.append(("openai:gpt-4o-mini", "Say hello to chatcore in five words.", {}))
+        else:
+            server = stack.enter_context(_stand_in("openai", STAND_IN_KEY))
+            providers["openai"] = {"api_key": STAND_IN_KEY, "base_url": server.base_url}
+            out.write(
+                "OpenAI: OPENAI_API_KEY is not set, so this uses the bundled LOCAL STAND-IN\n"
+                f"  server at {server.base_url} (not OpenAI; its replies are canned).\n"
+            )
+            jobs.append(("openai:gpt-4o-mini", "Say hello to chatcore in five words.", {}))
+        if os.environ.get("HF_TOKEN"):
+            out.write(
+                "Hugging Face: HF_TOKEN is set, calling the real Inference Providers router.\n"
+            )
+            jobs.append(
+                ("huggingface:meta-llama/Llama-3.1-8B-Instruct", "Say hello in five words.", {})
+            )
+        else:
+            router = stack.enter_context(_stand_in("openai", STAND_IN_TOKEN))
+            tgi = stack.enter_context(_stand_in("tgi", None))
+            providers["huggingface"] = {"api_key": STAND_IN_TOKEN, "base_url": router.base_url}
+            providers["tgi-demo"] = {"base_url": tgi.url}
+            out.write(
+                "Hugging Face: HF_TOKEN is not set, so this uses bundled LOCAL STAND-IN servers\n"
+                f"  for the router ({router.base_url}) and a TGI server ({tgi.url}).\n"
+            )
+            jobs.append(
+                (
+                    "huggingface:meta-llama/Llama-3.1-8B-Instruct:fastest",
+                    "Say hello in five words.",
+                    {},
+                )
+            )
+            jobs.append(("tgi-demo:tgi", "Say hello in five words.", {"stop": "\n"}))
+        out.write("\n")
+        tgi_settings = providers.pop("tgi-demo", None)
+        client = stack.enter_context(Client(providers=providers, max_retries=1))
+        tgi_client = None
+        if tgi_settings is not None:
+            tgi_client = stack.enter_context(
+                Client(providers={"huggingface": {**tgi_settings, "api_key": None}}, max_retries=1)
+            )
+        for model, prompt, params in jobs:
+            use = client
+            label = model
+            if model.startswith("tgi-demo:"):
+                if tgi_client is None:
+                    continue
+                use, model = tgi_client, "huggingface:" + model.split(":", 1)[1]
+                label = f"{model} (a TGI server, stop given as a string)"
+            try:
+                _show(out, label, use.chat(model, prompt, max_tokens=32, **params))
+            except ChatcoreError as exc:
+                failures += 1
+                out.write(f"  {label}\n    FAILED: {type(exc).__name__}: {exc}\n")
+    out.write("\nDone.\n" if not failures else f"\n{failures} chat(s) failed.\n")
+    return 1 if failures else 0

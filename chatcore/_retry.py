@@ -1,0 +1,144 @@
+"""The one retry policy of every chatcore request (tenacity underneath).
+
+Defaults follow the OpenAI SDK, which users already trust: 2 retries (3 attempts) on 408,
+409, 429 (never a quota 429), 5xx, connection errors and timeouts; ``x-should-retry``
+overrides; backoff ``min(0.5 * 2**n, 8) * (1 - 0.25 * random())``; a server-demanded
+delay (``retry-after-ms``, ``retry-after``, HF ``estimated_time``) is used as given when
+``0 < delay <= max_retry_after``, and a longer one ends retrying. On top: a total deadline
+across attempts, and ``attempts`` reported on the response and on the raised error.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import tenacity
+
+from chatcore.exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    ContextWindowExceededError,
+    QuotaExceededError,
+)
+
+__all__ = ["RetryPolicy"]
+
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+@attrs.frozen
+class RetryPolicy:
+    """When and how long to wait before trying a failed request again.
+
+    ``sleep``, ``clock`` and ``random`` are injectable so tests never sleep for real.
+    """
+
+    max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    jitter: float = 0.25
+    max_retry_after: float = 120.0
+    timeout_total: float | None = None
+    retry_statuses: frozenset[int] = RETRY_STATUSES
+    sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
+    random: Callable[[], float] = attrs.field(default=random.random, eq=False, repr=False)
+    on_retry: Callable[[int, BaseException, float], None] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
+
+    def should_retry(self, error: BaseException) -> bool:
+        """Whether ``error`` is worth another attempt (ignoring counts and deadlines)."""
+        if not isinstance(error, APIError):
+            return False
+        if isinstance(error, (QuotaExceededError, ContextWindowExceededError)):
+            return False
+        if error.should_retry is not None:
+            return error.should_retry
+        if isinstance(error, APIStatusError):
+            return error.status_code in self.retry_statuses or (
+                error.status_code is not None and error.status_code >= 500
+            )
+        return isinstance(error, APIConnectionError)
+
+    def backoff(self, retry_number: int) -> float:
+        """The computed delay before retry ``retry_number`` (0 for the first retry)."""
+        base = min(self.initial_delay * 2**retry_number, self.max_delay)
+        return float(base * (1 - self.jitter * self.random()))
+
+    def next_delay(self, retry_number: int, error: BaseException) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` when the server demands a
+        longer wait than ``max_retry_after`` (so retrying should stop)."""
+        demanded = getattr(error, "retry_after", None)
+        if demanded is not None and demanded > 0:
+            if demanded <= self.max_retry_after:
+                return float(demanded)
+            return None
+        return self.backoff(retry_number)
+
+    def with_overrides(self, **changes: Any) -> RetryPolicy:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return attrs.evolve(self, **changes) if changes else self
+
+    def call(self, attempt: Callable[[int], T]) -> tuple[T, int]:
+        """Run ``attempt(attempt_number)`` until it succeeds or retrying must stop.
+
+        Returns ``(result, attempts)``; a final failure is raised with ``.attempts`` set."""
+        started = self.clock()
+        policy = self
+
+        def retry_condition(state: tenacity.RetryCallState) -> bool:
+            outcome = state.outcome
+            if outcome is None or not outcome.failed:
+                return False
+            error = outcome.exception()
+            assert error is not None
+            if state.attempt_number > policy.max_retries or not policy.should_retry(error):
+                return False
+            delay = policy.next_delay(state.attempt_number - 1, error)
+            if delay is None:
+                return False
+            return not (
+                policy.timeout_total is not None
+                and policy.clock() + delay - started >= policy.timeout_total
+            )
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            delay = policy.next_delay(state.attempt_number - 1, error) if error else 0.0
+            delay = delay or 0.0
+            if policy.on_retry is not None and error is not None:
+                try:
+                    policy.on_retry(state.attempt_number, error, delay)
+                except Exception:  # pragma: no cover - a callback must never break a request
+                    pass
+            return delay
+
+        retrying = tenacity.Retrying(
+            retry=retry_condition,
+            wait=wait,
+            stop=tenacity.stop_never,
+            sleep=self.sleep,
+            reraise=True,
+        )
+        attempts = 0
+
+        def counted() -> T:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return attempt(attempts)
+            except APIError as exc:
+                exc.attempts = attempts
+                raise
+
+        result = retrying(counted)
+        return result, attempts

@@ -1,0 +1,213 @@
+"""The HTTP transport every provider talks through: one pooled ``requests.Session`` per
+provider instance, timeouts that never wait forever, a chatcore User-Agent, and the one
+place where HTTP failures become typed chatcore errors."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import attrs
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+
+from chatcore import __version__
+from chatcore.exceptions import (
+    APIError,
+    ResponseDecodeError,
+    error_from_requests_exception,
+    error_from_response,
+)
+
+_PY = platform.python_version()
+
+
+@attrs.frozen
+class HttpResult:
+    """A successful (2xx) answer: status, headers, decoded JSON, timing, request id."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    data: Any
+    elapsed: float
+    request_id: str | None
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class HttpTransport:
+    """JSON over HTTP for one provider instance; thread-safe (``requests.Session`` with a
+    pooled ``HTTPAdapter``). Errors are raised as :mod:`chatcore.exceptions` classes."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        secrets: Iterable[str] = (),
+        timeout: float = 600.0,
+        connect_timeout: float = 5.0,
+        pool_maxsize: int = 32,
+        user_agent_product: tuple[str, str] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.secrets = tuple(s for s in secrets if s)
+        self.timeout = (connect_timeout, timeout)
+        self.params = dict(params or {})
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        ua = f"chatcore/{__version__}"
+        if user_agent_product and user_agent_product[0]:
+            ua += f" {user_agent_product[0]}/{user_agent_product[1] or 'unknown'}"
+        ua += f" python/{_PY}"
+        session.headers.update(
+            {"User-Agent": ua, "Accept": "application/json", "Content-Type": "application/json"}
+        )
+        if headers:
+            session.headers.update(headers)
+        self.session = session
+
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent header sent with every request."""
+        return str(self.session.headers["User-Agent"])
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path`` (already absolute URLs are kept)."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+    ) -> HttpResult:
+        """Send one request and return the decoded JSON answer, or raise a typed error."""
+        response = self._send(method, path, json_body, params, headers, model, timeout, False)
+        try:
+            content = response.content
+        except requests.RequestException as exc:
+            raise self._map(exc, model) from exc
+        finally:
+            response.close()
+        elapsed = response.elapsed.total_seconds()
+        request_id = response.headers.get("x-request-id")
+        if not content:
+            data: Any = None
+        else:
+            try:
+                data = json.loads(content)
+            except ValueError as exc:
+                raise ResponseDecodeError(
+                    f"expected JSON from {method} {path}, got "
+                    f"{response.headers.get('content-type', 'no content type')}: "
+                    f"{content[:200].decode('utf-8', 'replace')!r}",
+                    provider=self.provider,
+                    model=model,
+                    status_code=response.status_code,
+                    request_id=request_id,
+                    secrets=self.secrets,
+                ) from exc
+        return HttpResult(response.status_code, response.headers, data, elapsed, request_id)
+
+    def stream_lines(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[requests.Response, Iterator[bytes]]:
+        """Open a streaming request; return the response (for headers and ``close()``)
+        and an iterator of raw lines. Errors while reading raise typed errors."""
+        response = self._send(method, path, json_body, params, headers, model, timeout, True)
+
+        def lines() -> Iterator[bytes]:
+            try:
+                yield from response.iter_lines(chunk_size=None)
+            except requests.RequestException as exc:
+                raise self._map(exc, model) from exc
+            finally:
+                response.close()
+
+        return response, lines()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.session.close()
+
+    # ----------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        model: str | None,
+        timeout: float | None,
+        stream: bool,
+    ) -> requests.Response:
+        query = self.params
+        if params:
+            query = {**self.params, **params}
+        data = _dumps(json_body) if json_body is not None else None
+        to = self.timeout if timeout is None else (min(self.timeout[0], timeout), timeout)
+        started = time.perf_counter()
+        try:
+            response = self.session.request(
+                method,
+                self.url(path),
+                data=data,
+                params=query or None,
+                headers=headers,
+                timeout=to,
+                stream=stream,
+            )
+        except requests.RequestException as exc:
+            raise self._map(exc, model) from exc
+        if response.status_code >= 400:
+            try:
+                body = response.content
+            except requests.RequestException:
+                body = b""
+            finally:
+                response.close()
+            error = error_from_response(
+                response.status_code,
+                body,
+                CaseInsensitiveDict(response.headers),
+                provider=self.provider,
+                model=model,
+                secrets=self.secrets,
+            )
+            error.latency = time.perf_counter() - started  # type: ignore[attr-defined]
+            raise error
+        return response
+
+    def _map(self, exc: requests.RequestException, model: str | None) -> APIError:
+        return error_from_requests_exception(
+            exc, provider=self.provider, model=model, secrets=self.secrets
+        )

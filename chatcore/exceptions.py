@@ -1,0 +1,487 @@
+"""Every error chatcore raises, in one hierarchy.
+
+```
+ChatcoreError
+├── ConfigurationError (ValueError)      bad settings, missing API key (names the env var)
+├── ValidationError (ValueError)         bad request input: lists every problem found
+├── PluginError
+│   ├── PluginLoadError
+│   └── ProviderNotFoundError (LookupError)
+├── RateLimitExceeded                    local limiter refused within its max wait
+└── APIError                             .provider .model .status_code .request_id .body
+    ├── APIConnectionError               DNS, refused, reset, TLS
+    │   └── APITimeoutError
+    ├── APIStatusError
+    │   ├── BadRequestError 400
+    │   │   └── ContextWindowExceededError
+    │   ├── AuthenticationError 401
+    │   ├── PermissionDeniedError 403
+    │   ├── NotFoundError 404
+    │   │   └── ModelNotFoundError
+    │   ├── ConflictError 409
+    │   ├── RequestTooLargeError 413
+    │   ├── UnprocessableEntityError 422
+    │   ├── RateLimitError 429 (.retry_after)
+    │   │   └── QuotaExceededError       insufficient_quota: never retried
+    │   └── ServerError 5xx
+    │       └── ServiceUnavailableError 503 (.retry_after; HF "model is loading")
+    ├── ResponseDecodeError              a 2xx body that is not what the API promises
+    └── StreamError                      an error event or a broken stream mid-way
+```
+
+Context travels as keyword-only attributes; ``__cause__`` is kept. Messages, reprs and
+``.body`` pass through :func:`chatcore.redact.redact` so a secret never shows up in one.
+HTTP answers and ``requests`` exceptions are turned into these classes in one place,
+:func:`error_from_response` and :func:`error_from_requests_exception`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import requests
+
+from chatcore._redact import redact
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatcoreError",
+    "ConfigurationError",
+    "ConflictError",
+    "ContextWindowExceededError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PluginError",
+    "PluginLoadError",
+    "ProviderNotFoundError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RateLimitExceeded",
+    "RequestTooLargeError",
+    "ResponseDecodeError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "StreamError",
+    "UnprocessableEntityError",
+    "ValidationError",
+    "error_from_requests_exception",
+    "error_from_response",
+    "parse_error_body",
+    "parse_retry_after",
+]
+
+
+class ChatcoreError(Exception):
+    """Base class of every exception chatcore raises."""
+
+
+class ConfigurationError(ChatcoreError, ValueError):
+    """Settings are invalid or incomplete (a missing API key names its variable)."""
+
+
+class ValidationError(ChatcoreError, ValueError):
+    """Request input is invalid; ``.problems`` lists every ``(path, message)`` found."""
+
+    def __init__(self, problems: Iterable[tuple[str, str]] | str) -> None:
+        if isinstance(problems, str):
+            problems = [("", problems)]
+        self.problems: tuple[tuple[str, str], ...] = tuple(problems)
+        lines = [f"{path}: {msg}" if path else msg for path, msg in self.problems]
+        if len(lines) == 1:
+            text = f"invalid request: {lines[0]}"
+        else:
+            text = f"invalid request ({len(lines)} problems):\n  " + "\n  ".join(lines)
+        super().__init__(text)
+
+
+class PluginError(ChatcoreError):
+    """A plugin could not be loaded or used."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin failed to import or register (raised under CHATCORE_STRICT_PLUGINS=1)."""
+
+
+class ProviderNotFoundError(PluginError, LookupError):
+    """No installed plugin provides the requested provider name."""
+
+    def __init__(self, provider: str, available: Iterable[str]) -> None:
+        self.provider = provider
+        self.available = tuple(sorted(available))
+        listed = ", ".join(self.available) if self.available else "none"
+        super().__init__(
+            f"no provider named {provider!r} is installed (installed providers: {listed}); "
+            f"install its plugin, e.g. `pip install chatcore-{provider}`"
+        )
+
+
+class RateLimitExceeded(ChatcoreError):
+    """The local rate limiter could not grant the request within its maximum wait."""
+
+    def __init__(self, message: str, *, key: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.retry_after = retry_after
+
+
+class APIError(ChatcoreError):
+    """A provider call failed; carries provider, model, status, request id and body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+        code: str | None = None,
+        error_type: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+        should_retry: bool | None = None,
+        attempts: int = 1,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        secrets = tuple(s for s in secrets if s)
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        self.request_id = request_id
+        self.body = _redact_any(body, secrets)
+        self.code = code
+        self.error_type = error_type
+        self.param = param
+        self.retry_after = retry_after
+        self.should_retry = should_retry
+        self.attempts = attempts
+        self.message = redact(message, secrets)
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        where = self.provider or "provider"
+        if self.model:
+            where = f"{where}:{self.model}"
+        parts = [f"{where}: {self.message}"]
+        extras = []
+        if self.status_code is not None:
+            extras.append(f"status {self.status_code}")
+        if self.code:
+            extras.append(f"code {self.code}")
+        if self.request_id:
+            extras.append(f"request id {self.request_id}")
+        if self.attempts > 1:
+            extras.append(f"after {self.attempts} attempts")
+        if extras:
+            parts.append(f"({', '.join(extras)})")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, provider={self.provider!r}, "
+            f"model={self.model!r}, status_code={self.status_code!r}, "
+            f"request_id={self.request_id!r})"
+        )
+
+
+class APIConnectionError(APIError):
+    """The provider could not be reached (DNS, refused, reset, TLS, proxy)."""
+
+
+class APITimeoutError(APIConnectionError):
+    """Connecting to or reading from the provider took longer than the timeout."""
+
+
+class APIStatusError(APIError):
+    """The provider answered with an error status."""
+
+
+class BadRequestError(APIStatusError):
+    """400: the provider rejected the request."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """400: the prompt plus requested completion is longer than the model's context."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not use this model or region."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the URL or resource does not exist."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """404: the model does not exist or this key cannot see it."""
+
+
+class ConflictError(APIStatusError):
+    """409: a conflicting request is in progress."""
+
+
+class RequestTooLargeError(APIStatusError):
+    """413: the request body is too large."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request is well-formed JSON but its values are not accepted."""
+
+
+class RateLimitError(APIStatusError):
+    """429: throttled; retry after ``.retry_after`` seconds when given."""
+
+
+class QuotaExceededError(RateLimitError):
+    """429 insufficient_quota: billing or quota exhausted; retrying will not help."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the provider failed."""
+
+
+class ServiceUnavailableError(ServerError):
+    """503: overloaded or (Hugging Face) the model is still loading."""
+
+
+class ResponseDecodeError(APIError):
+    """A success answer whose body is not what the API promises."""
+
+
+class StreamError(APIError):
+    """A stream failed mid-way: an in-band error event or a broken connection."""
+
+    def __init__(self, message: str, *, partial_text: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.partial_text = partial_text
+
+
+# --------------------------------------------------------------------------------------
+# The one mapping point from HTTP answers and requests exceptions to chatcore errors.
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: RequestTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    503: ServiceUnavailableError,
+}
+
+_CONTEXT_CODES = frozenset(
+    {"context_length_exceeded", "string_above_max_length", "context_window_exceeded"}
+)
+_CONTEXT_PHRASES = (
+    "maximum context length",
+    "context length",
+    "context window",
+    "too many tokens",
+    "input validation error: `inputs` tokens + `max_new_tokens` must be",
+)
+_QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+_MODEL_CODES = frozenset({"model_not_found", "deployment_not_found", "DeploymentNotFound"})
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Server-demanded delay in seconds: ``retry-after-ms``, then ``retry-after``
+    (seconds, then HTTP-date). ``None`` when absent or unparsable."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return float(value) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.timestamp() - (time.time() if now is None else now)
+
+
+def parse_error_body(body: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read the message, type, code, param and estimated_time out of any of the error
+    body shapes providers use (OpenAI object, TGI/HF string, ``errors`` list, header)."""
+    out: dict[str, Any] = {}
+    if isinstance(body, Mapping):
+        err = body.get("error")
+        if isinstance(err, Mapping):
+            out["message"] = err.get("message")
+            out["type"] = err.get("type")
+            out["code"] = err.get("code")
+            out["param"] = err.get("param")
+        elif isinstance(err, str):
+            out["message"] = err
+            out["type"] = body.get("error_type")
+        elif isinstance(err, list) and err:
+            out["message"] = "; ".join(str(e) for e in err)
+        errors = body.get("errors")
+        if out.get("message") is None and isinstance(errors, list) and errors:
+            msgs = [e.get("message") if isinstance(e, Mapping) else e for e in errors]
+            out["message"] = "; ".join(str(m) for m in msgs if m is not None)
+        if out.get("message") is None and isinstance(body.get("message"), str):
+            out["message"] = body["message"]
+        if isinstance(body.get("error_description"), str):
+            desc = body["error_description"]
+            out["message"] = f"{out['message']}: {desc}" if out.get("message") else desc
+        est = body.get("estimated_time")
+        if isinstance(est, (int, float)) and not isinstance(est, bool):
+            out["estimated_time"] = float(est)
+    if not out.get("message") and headers is not None:
+        header_msg = headers.get("x-error-message")
+        if header_msg:
+            out["message"] = header_msg
+    for key in ("code", "type", "param"):
+        if out.get(key) is not None and not isinstance(out[key], str):
+            out[key] = str(out[key])
+    return out
+
+
+def error_from_response(
+    status_code: int,
+    body: bytes | str | Any,
+    headers: Mapping[str, str],
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    secrets: Iterable[str] = (),
+) -> APIStatusError:
+    """Map an HTTP error answer to the most specific :class:`APIStatusError`."""
+    parsed_body: Any = body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        try:
+            parsed_body = json.loads(body) if body else None
+        except ValueError:
+            parsed_body = body
+    info = parse_error_body(parsed_body, headers)
+    message = info.get("message") or (
+        parsed_body.strip()[:500]
+        if isinstance(parsed_body, str) and parsed_body.strip()
+        else f"HTTP {status_code}"
+    )
+    code = info.get("code")
+    error_type = info.get("type")
+    retry_after = parse_retry_after(headers)
+    if retry_after is None and "estimated_time" in info:
+        retry_after = info["estimated_time"]
+    should_retry_header = headers.get("x-should-retry")
+    should_retry = None
+    if should_retry_header is not None:
+        should_retry = should_retry_header.strip().lower() == "true"
+
+    cls: type[APIStatusError]
+    lowered = str(message).lower()
+    if status_code in _STATUS_CLASSES:
+        cls = _STATUS_CLASSES[status_code]
+    elif status_code >= 500:
+        cls = ServerError
+    else:
+        cls = APIStatusError
+    if status_code == 429 and (code in _QUOTA_CODES or error_type in _QUOTA_CODES):
+        cls = QuotaExceededError
+    elif status_code in (400, 413, 422) and (
+        code in _CONTEXT_CODES or any(p in lowered for p in _CONTEXT_PHRASES)
+    ):
+        cls = ContextWindowExceededError
+    elif status_code == 404 and (
+        code in _MODEL_CODES or ("model" in lowered and "not" in lowered and "exist" in lowered)
+    ):
+        cls = ModelNotFoundError
+    elif status_code != 503 and "estimated_time" in info and "loading" in lowered:
+        cls = ServiceUnavailableError
+    return cls(
+        str(message),
+        provider=provider,
+        model=model,
+        status_code=status_code,
+        request_id=headers.get("x-request-id") or headers.get("x-amzn-trace-id"),
+        body=parsed_body,
+        code=code,
+        error_type=error_type,
+        param=info.get("param"),
+        retry_after=retry_after,
+        should_retry=should_retry,
+        secrets=secrets,
+    )
+
+
+def error_from_requests_exception(
+    exc: requests.RequestException,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    secrets: Iterable[str] = (),
+) -> APIError:
+    """Map a ``requests`` exception to :class:`APIConnectionError`, :class:`APITimeoutError`
+    or :class:`ResponseDecodeError`; the caller raises it ``from exc``."""
+    kind = type(exc).__name__
+    cls: type[APIError]
+    if isinstance(exc, requests.Timeout):
+        cls = APITimeoutError
+        what = "timed out connecting" if isinstance(exc, requests.ConnectTimeout) else "timed out"
+    elif isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        cls = APIConnectionError
+        what = "connection failed"
+    elif isinstance(exc, requests.exceptions.ContentDecodingError):
+        cls = ResponseDecodeError
+        what = "could not decode the response"
+    elif isinstance(exc, requests.exceptions.InvalidJSONError):
+        cls = ResponseDecodeError
+        what = "invalid JSON"
+    elif isinstance(
+        exc,
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidHeader,
+            requests.exceptions.URLRequired,
+        ),
+    ):
+        cls = APIConnectionError
+        what = "invalid request target (check base_url)"
+    else:
+        cls = APIConnectionError
+        what = "request failed"
+    return cls(
+        f"{what} ({kind}): {exc}",
+        provider=provider,
+        model=model,
+        secrets=secrets,
+    )
+
+
+def _redact_any(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {k: _redact_any(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_any(v, secrets) for v in value]
+    return value

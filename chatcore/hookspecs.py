@@ -1,0 +1,114 @@
+"""The hooks a chatcore plugin may implement.
+
+Plugin authors write ``from chatcore import hookimpl`` and decorate functions named after
+these specs in a module registered under the ``chatcore`` entry-point group::
+
+    [project.entry-points.chatcore]
+    myprovider = "chatcore_myprovider"
+
+Every hook name starts with ``chatcore_``; a misspelled hook is reported as a plugin error.
+The core registers its own defaults with ``trylast=True``, so any plugin overrides them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from chatcore.provider import ProviderSpec
+
+PROJECT_NAME = "chatcore"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+__all__ = [
+    "PROJECT_NAME",
+    "chatcore_cache",
+    "chatcore_metrics_sinks",
+    "chatcore_providers",
+    "chatcore_rate_limiter",
+    "chatcore_retry_policy",
+    "hookimpl",
+    "hookspec",
+]
+
+
+@hookspec
+def chatcore_providers() -> Iterable[ProviderSpec]:
+    """Return the providers this plugin offers, as :class:`chatcore.provider.ProviderSpec`
+    records (name, factory, options with their environment variables, capabilities).
+
+    Results of all plugins are collected; two plugins offering the same provider name is a
+    plugin error naming both (the first one loaded keeps the name).
+
+    Example::
+
+        @hookimpl
+        def chatcore_providers():
+            return [ProviderSpec(name="echo", factory=EchoProvider, options={...})]
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def chatcore_retry_policy(settings: Any) -> Any:
+    """Return the retry policy object for a client built with ``settings``.
+
+    Stops at first non-None result. The core's default is registered ``trylast``.
+
+    Example::
+
+        @hookimpl
+        def chatcore_retry_policy(settings):
+            return RetryPolicy(max_retries=5)
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def chatcore_rate_limiter(settings: Any) -> Any:
+    """Return the rate limiter for a client built with ``settings``.
+
+    Stops at first non-None result. The core's default is registered ``trylast``.
+
+    Example::
+
+        @hookimpl
+        def chatcore_rate_limiter(settings):
+            return MyRedisLimiter(settings)
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def chatcore_cache(settings: Any) -> Any:
+    """Return the response cache for a client built with ``settings``.
+
+    Stops at first non-None result. The core's default is registered ``trylast``.
+
+    Example::
+
+        @hookimpl
+        def chatcore_cache(settings):
+            return MyRedisCache(settings)
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def chatcore_metrics_sinks(settings: Any) -> Iterable[Any]:
+    """Return metrics sinks (objects with ``record(event)``) for a client built with
+    ``settings``. Results of all plugins are collected; each sink is called in its own
+    guard, so a failing sink never fails a request.
+
+    Example::
+
+        @hookimpl
+        def chatcore_metrics_sinks(settings):
+            return [StatsdSink("127.0.0.1", 8125)]
+    """
+    raise NotImplementedError

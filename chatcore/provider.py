@@ -1,0 +1,356 @@
+"""What a provider plugin implements, and the pieces the core gives it.
+
+A provider plugin returns :class:`ProviderSpec` records from its ``chatcore_providers``
+hook. The core resolves the provider's configuration (explicit settings, then
+``CHATCORE_<PROVIDER>_<OPTION>``, then the vendor's own variables, then defaults) into a
+:class:`ProviderConfig` and calls the spec's factory with it, lazily, once per client.
+The resulting :class:`Provider` only translates: a :class:`~chatcore.models.ChatRequest`
+to its wire format, and the answer back to a :class:`~chatcore.models.ChatResponse`,
+through the core's :class:`HttpTransport`. It never retries, sleeps or logs secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from chatcore._transport import HttpResult, HttpTransport
+from chatcore.exceptions import ConfigurationError
+from chatcore.models import ChatRequest, ChatResponse
+
+__all__ = [
+    "CAPABILITIES",
+    "COMMON_OPTIONS",
+    "HttpResult",
+    "HttpTransport",
+    "ModelInfo",
+    "Option",
+    "Provider",
+    "ProviderConfig",
+    "ProviderSpec",
+    "Secret",
+    "resolve_config",
+]
+
+#: Capability names a provider may declare.
+CAPABILITIES = frozenset(
+    {"chat", "stream", "tools", "json_object", "json_schema", "vision", "models", "text_generation"}
+)
+
+
+@attrs.frozen(repr=False)
+class Secret:
+    """A secret string whose repr and str are masked; ``.get()`` gives the value."""
+
+    _value: str = attrs.field(alias="value")
+
+    def get(self) -> str:
+        """The secret itself; never log it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+_BOOL_TRUE = frozenset({"1", "true", "yes", "on"})
+_BOOL_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+@attrs.frozen
+class Option:
+    """One configuration option of a provider.
+
+    ``env`` lists the vendor's own environment variables (e.g. ``OPENAI_API_KEY``), tried
+    after ``CHATCORE_<PROVIDER>_<OPTION>``. ``secret`` options are wrapped in
+    :class:`Secret` and masked everywhere. ``required`` options missing from every source
+    raise :class:`~chatcore.exceptions.ConfigurationError` naming the variables."""
+
+    type: type[Any] = str
+    default: Any = None
+    env: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    secret: bool = False
+    required: bool = False
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+
+
+#: Options every provider has; a plugin may override their default, env and help.
+COMMON_OPTIONS: Mapping[str, Option] = {
+    "api_key": Option(secret=True, help="API key (sent only to this provider)"),
+    "base_url": Option(help="API base URL"),
+    "timeout": Option(
+        type=float, default=600.0, minimum=0.001, help="read timeout in seconds per attempt"
+    ),
+    "connect_timeout": Option(
+        type=float, default=5.0, minimum=0.001, help="connect timeout in seconds"
+    ),
+    "pool_maxsize": Option(
+        type=int, default=32, minimum=1, help="connections kept per host (size for your threads)"
+    ),
+}
+
+
+@attrs.frozen
+class ModelInfo:
+    """One model a provider serves, as its model listing reports it."""
+
+    id: str
+    provider: str
+    owned_by: str | None = None
+    created: int | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+
+@attrs.frozen
+class ProviderSpec:
+    """A provider offered by a plugin: its name, a factory, its options and capabilities."""
+
+    name: str
+    factory: Callable[[ProviderConfig], Provider]
+    options: Mapping[str, Option] = attrs.field(factory=dict)
+    capabilities: frozenset[str] = attrs.field(default=frozenset({"chat"}), converter=frozenset)
+    description: str = ""
+    #: Filled in by the core: which plugin offered it, and that plugin's version.
+    plugin: str = ""
+    version: str = ""
+
+    @property
+    def api_key_env(self) -> tuple[str, ...]:
+        """The vendor environment variables holding this provider's API key."""
+        return self.all_options()["api_key"].env
+
+    def all_options(self) -> dict[str, Option]:
+        """The common options merged with this provider's own."""
+        merged = dict(COMMON_OPTIONS)
+        merged.update(self.options)
+        return merged
+
+    def env_names(self, option: str) -> tuple[str, ...]:
+        """Environment variables read for ``option``, in order of precedence."""
+        own = f"CHATCORE_{self.name.upper().replace('-', '_')}_{option.upper()}"
+        return (own, *self.all_options()[option].env)
+
+
+@attrs.frozen(repr=False)
+class ProviderConfig:
+    """A provider's resolved configuration: values and where each one came from."""
+
+    spec: ProviderSpec
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    def __getitem__(self, name: str) -> Any:
+        value = self.values[name]
+        return value.get() if isinstance(value, Secret) else value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The option's value (secrets unwrapped), or ``default`` when unset."""
+        value = self.values.get(name)
+        if value is None:
+            return default
+        return value.get() if isinstance(value, Secret) else value
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, for redaction."""
+        return tuple(v.get() for v in self.values.values() if isinstance(v, Secret))
+
+    def require(self, name: str, why: str = "") -> Any:
+        """The option's value, or a :class:`ConfigurationError` that says how to set it."""
+        value = self.get(name)
+        if value is None or value == "":
+            raise ConfigurationError(_missing_message(self.spec, name, why))
+        return value
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if isinstance(v, Secret) else v) for k, v in self.values.items()}
+        return f"ProviderConfig({self.spec.name!r}, {shown!r})"
+
+
+def _missing_message(spec: ProviderSpec, name: str, why: str = "") -> str:
+    envs = spec.env_names(name)
+    what = "an API key" if name == "api_key" else f"option {name!r}"
+    env_text = " or ".join(envs)
+    return (
+        f"{spec.name}: {what} is required{(' ' + why) if why else ''}; "
+        f"set {env_text}, or pass providers={{{spec.name!r}: {{{name!r}: ...}}}} to Client"
+    )
+
+
+def _coerce(name: str, option: Option, value: Any, source: str) -> tuple[Any, str | None]:
+    """Return (value, problem)."""
+    shown = "***" if option.secret else repr(value)
+    if option.type is bool:
+        if isinstance(value, bool):
+            return value, None
+        if isinstance(value, str) and value.strip().lower() in _BOOL_TRUE | _BOOL_FALSE:
+            return value.strip().lower() in _BOOL_TRUE, None
+        return None, f"{name}={shown} (from {source}): expected true or false"
+    if option.type in (int, float):
+        if isinstance(value, bool):
+            return None, f"{name}={shown} (from {source}): expected a number"
+        try:
+            number = option.type(value)
+        except (TypeError, ValueError):
+            kind = "an integer" if option.type is int else "a number"
+            return None, f"{name}={shown} (from {source}): expected {kind}"
+        if option.type is int and isinstance(value, float) and number != value:
+            return None, f"{name}={shown} (from {source}): expected an integer"
+        if option.minimum is not None and number < option.minimum:
+            return None, f"{name}={shown} (from {source}): must be >= {option.minimum}"
+        value = number
+    elif option.type is str:
+        if not isinstance(value, str):
+            return None, f"{name}={shown} (from {source}): expected a string"
+    elif option.type is dict:
+        if not isinstance(value, Mapping):
+            return None, f"{name}={shown} (from {source}): expected a mapping"
+        value = dict(value)
+    if option.choices is not None and value not in option.choices:
+        allowed = ", ".join(repr(c) for c in option.choices)
+        return None, f"{name}={shown} (from {source}): must be one of {allowed}"
+    if option.secret:
+        value = Secret(value)
+    return value, None
+
+
+def resolve_config(
+    spec: ProviderSpec,
+    explicit: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ProviderConfig:
+    """Resolve ``spec``'s options: explicit > ``CHATCORE_<P>_<OPT>`` > vendor variables >
+    default. Unknown keys, bad values and missing required options are reported together
+    in one :class:`ConfigurationError`."""
+    env = os.environ if environ is None else environ
+    explicit = dict(explicit or {})
+    options = spec.all_options()
+    problems: list[str] = []
+    unknown = sorted(set(explicit) - set(options))
+    for key in unknown:
+        problems.append(
+            f"unknown option {key!r} for provider {spec.name!r} "
+            f"(allowed: {', '.join(sorted(options))})"
+        )
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, option in options.items():
+        raw: Any = None
+        source = "default"
+        if explicit.get(name) is not None:
+            raw, source = explicit[name], "argument"
+        else:
+            for var in spec.env_names(name):
+                if env.get(var):
+                    raw, source = env[var], f"env {var}"
+                    break
+        if raw is None:
+            if option.required:
+                problems.append(_missing_message(spec, name))
+            values[name] = option.default
+            sources[name] = "default"
+            continue
+        if isinstance(raw, Secret):
+            raw = raw.get()
+        value, problem = _coerce(name, option, raw, source)
+        if problem:
+            problems.append(problem)
+            continue
+        values[name] = value
+        sources[name] = source
+    if problems:
+        head = f"invalid configuration for provider {spec.name!r}"
+        raise ConfigurationError(
+            f"{head}: {problems[0]}"
+            if len(problems) == 1
+            else head + ":\n  " + "\n  ".join(problems)
+        )
+    return ProviderConfig(spec=spec, values=values, sources=sources)
+
+
+class Provider:
+    """Base class of a provider: translate requests, talk through :attr:`transport`.
+
+    Subclasses implement :meth:`chat` (one attempt, no retries) and may implement
+    :meth:`list_models`. The core sets ``provider``, ``latency``, ``attempts`` and
+    ``request_id`` on the response it returns to the user.
+    """
+
+    #: Overridden by subclasses that build a transport from the config.
+    transport: HttpTransport | None = None
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.spec.name
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What this provider can do (see :data:`CAPABILITIES`)."""
+        return self.config.spec.capabilities
+
+    @property
+    def base_url(self) -> str:
+        """The resolved base URL (part of cache keys; never contains the key)."""
+        return str(self.config.get("base_url") or "")
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """Send one chat request and return the provider's answer (one attempt)."""
+        raise NotImplementedError(f"provider {self.name!r} does not implement chat")
+
+    def list_models(self) -> list[ModelInfo]:
+        """The models this provider serves."""
+        raise NotImplementedError(f"provider {self.name!r} cannot list models")
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def make_transport(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> HttpTransport:
+        """A transport configured from the common options (timeouts, pool size, secrets)."""
+        return HttpTransport(
+            provider=self.name,
+            base_url=base_url,
+            headers=headers,
+            params=params,
+            secrets=self.config.secrets,
+            timeout=float(self.config.get("timeout")),
+            connect_timeout=float(self.config.get("connect_timeout")),
+            pool_maxsize=int(self.config.get("pool_maxsize")),
+            user_agent_product=(self.config.spec.plugin, self.config.spec.version),
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} base_url={self.base_url!r}>"
+
+
+def model_infos(provider: str, data: Iterable[Mapping[str, Any]]) -> list[ModelInfo]:
+    """Turn an OpenAI-style ``/models`` list into :class:`ModelInfo` records."""
+    out = []
+    for item in data:
+        if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+            created = item.get("created")
+            out.append(
+                ModelInfo(
+                    id=item["id"],
+                    provider=provider,
+                    owned_by=item.get("owned_by")
+                    if isinstance(item.get("owned_by"), str)
+                    else None,
+                    created=created if isinstance(created, int) else None,
+                    raw=dict(item),
+                )
+            )
+    return out

@@ -1,0 +1,86 @@
+"""The ``huggingface`` provider: one attempt per call to the HF router, a dedicated
+Inference Endpoint or a TGI server, through the core's transport (which maps every HTTP
+failure, including HF's 503 "model is loading", to a typed chatcore error)."""
+
+from __future__ import annotations
+
+from chatcore.models import ChatRequest, ChatResponse
+from chatcore.provider import HttpResult, ModelInfo, Provider, ProviderConfig
+from chatcore_huggingface._spec import DEFAULT_BASE_URL
+from chatcore_huggingface._wire import (
+    Api,
+    chat_body,
+    chat_response,
+    endpoints,
+    generate_body,
+    generate_response,
+    models_from_payload,
+)
+
+__all__ = ["HuggingFaceProvider"]
+
+
+def _request_id(result: HttpResult) -> str | None:
+    return result.request_id or result.headers.get("x-amzn-trace-id") or None
+
+
+class HuggingFaceProvider(Provider):
+    """Chat through ``/v1/chat/completions`` (``api="chat"``) or TGI's native ``/generate``
+    (``api="generate"``); models through ``/v1/models``. Never retries or sleeps."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self.endpoints = endpoints(str(config.get("base_url") or DEFAULT_BASE_URL))
+        api = config.get("api") or "chat"
+        self.api: Api = "generate" if api == "generate" else "chat"
+        headers: dict[str, str] = {}
+        token = config.get("api_key")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        bill_to = config.get("bill_to")
+        if bill_to:
+            headers["X-HF-Bill-To"] = str(bill_to)
+        if config.get("wait_for_model"):
+            headers["x-wait-for-model"] = "true"
+        self.transport = self.make_transport(base_url=self.endpoints.base_url, headers=headers)
+
+    @property
+    def base_url(self) -> str:
+        """The resolved base URL (never contains the token)."""
+        return self.endpoints.base_url
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """One chat attempt; invalid combinations raise ``ValidationError`` unsent."""
+        transport = self.transport
+        assert transport is not None
+        if self.api == "generate":
+            body = generate_body(request)
+            result = transport.request(
+                "POST", self.endpoints.generate, json_body=body, model=request.model
+            )
+            return generate_response(
+                result.data,
+                result.headers,
+                request,
+                request_id=_request_id(result),
+                status_code=result.status_code,
+                secrets=transport.secrets,
+            )
+        body = chat_body(request)
+        result = transport.request("POST", self.endpoints.chat, json_body=body, model=request.model)
+        return chat_response(
+            result.data,
+            request,
+            request_id=_request_id(result),
+            status_code=result.status_code,
+            secrets=transport.secrets,
+        )
+
+    def list_models(self) -> list[ModelInfo]:
+        """The models the router lists, or the model a TGI server serves."""
+        transport = self.transport
+        assert transport is not None
+        result = transport.request("GET", self.endpoints.models)
+        return models_from_payload(
+            result.data, status_code=result.status_code, secrets=transport.secrets
+        )

@@ -1,0 +1,417 @@
+"""Translation between chatcore's types and the Hugging Face wire formats: endpoint URLs,
+the chat body under TGI's parameter rules, TGI's native ``/generate`` body and reply, and
+the checks that reject what a Hugging Face server would refuse, before anything is sent."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from chatcore.exceptions import ResponseDecodeError, ValidationError
+from chatcore.models import ChatRequest, ChatResponse, Choice, Message, TextPart, Usage
+from chatcore.provider import ModelInfo, model_infos
+
+__all__ = [
+    "Api",
+    "Endpoints",
+    "build_prompt",
+    "chat_body",
+    "chat_response",
+    "endpoints",
+    "generate_body",
+    "generate_response",
+    "models_from_payload",
+    "unsupported_combinations",
+]
+
+Api = Literal["chat", "generate"]
+
+PROVIDER = "huggingface"
+
+#: TGI ``details.finish_reason`` -> OpenAI ``finish_reason``.
+FINISH_REASONS: Mapping[str, str] = {
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+}
+
+#: Chat completion ``object`` values accepted (older TGI says ``text_completion``).
+_CHAT_OBJECTS = frozenset({"chat.completion", "text_completion"})
+
+#: Request fields ``/generate`` has no equivalent for, with what to do instead.
+_GENERATE_UNSUPPORTED: Mapping[str, str] = {
+    "tools": "tools need api='chat'",
+    "tool_choice": "tools need api='chat'",
+    "parallel_tool_calls": "tools need api='chat'",
+    "response_format": "use api='chat', or pass TGI's grammar as extra={'grammar': {...}}",
+    "logprobs": "pass extra={'top_n_tokens': k} (token details are in the raw reply)",
+    "top_logprobs": "pass extra={'top_n_tokens': k}",
+    "logit_bias": "not supported by TGI",
+    "presence_penalty": "use frequency_penalty, or extra={'repetition_penalty': ...}",
+    "user": "not supported by TGI's /generate",
+}
+
+
+# --------------------------------------------------------------------------------------
+# URLs
+
+
+@attrs.frozen
+class Endpoints:
+    """The absolute URLs this provider calls, derived from ``base_url`` as
+    ``huggingface_hub`` does: chat at ``{base}/chat/completions`` when the base ends in
+    ``/v1`` (the router does), else at ``{base}/v1/chat/completions``; ``/generate`` at the
+    server root (the base without a trailing ``/v1``)."""
+
+    base_url: str
+    chat: str
+    models: str
+    generate: str
+
+
+def endpoints(base_url: str) -> Endpoints:
+    """The endpoints of ``base_url`` (see :class:`Endpoints`)."""
+    base = base_url.rstrip("/")
+    if base.endswith("/v1"):
+        openai_base, root = base, base[: -len("/v1")]
+    else:
+        openai_base, root = base + "/v1", base
+    return Endpoints(
+        base_url=base,
+        chat=f"{openai_base}/chat/completions",
+        models=f"{openai_base}/models",
+        generate=f"{root}/generate",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Checks
+
+
+def _top_p_problem(top_p: Any) -> tuple[str, str] | None:
+    if isinstance(top_p, (int, float)) and not isinstance(top_p, bool) and top_p <= 0:
+        return (
+            "top_p",
+            f"must be > 0 and < 1 on Hugging Face / TGI, got {top_p!r} "
+            "(omit top_p, or use 1.0, for no nucleus filtering)",
+        )
+    return None
+
+
+def unsupported_combinations(request: ChatRequest, api: Api = "chat") -> list[tuple[str, str]]:
+    """Every ``(parameter, reason)`` a Hugging Face server would reject for ``request`` in
+    ``api`` mode; empty when the request can be sent. The provider raises these as one
+    :class:`~chatcore.exceptions.ValidationError` before anything is sent.
+
+    Both modes: ``top_p <= 0`` (TGI requires ``0 < top_p < 1``; ``1.0`` is sent as "no
+    nucleus filtering", i.e. omitted). Chat: ``response_format`` together with ``tools``
+    (TGI: "Grammar and tools are mutually exclusive"). Generate: tools, ``response_format``,
+    logprobs, ``logit_bias``, ``presence_penalty``, ``user``, ``n > 1``, non-text content
+    and assistant tool calls have no ``/generate`` equivalent.
+    """
+    problems: list[tuple[str, str]] = []
+    params = {**request.params(), **{k: v for k, v in request.extra.items() if v is not None}}
+    top_p = _top_p_problem(params.get("top_p"))
+    if top_p is not None:
+        problems.append(top_p)
+    if api == "chat":
+        if params.get("response_format") is not None and params.get("tools"):
+            problems.append(
+                (
+                    "response_format",
+                    "cannot be combined with tools on Hugging Face / TGI "
+                    "('Grammar and tools are mutually exclusive'); send one or the other",
+                )
+            )
+        return problems
+    for name, hint in _GENERATE_UNSUPPORTED.items():
+        if getattr(request, name) is not None:
+            problems.append((name, f"not available with api='generate': {hint}"))
+    if request.n is not None and request.n > 1:
+        problems.append(("n", "api='generate' returns one completion; n must be 1"))
+    for i, message in enumerate(request.messages):
+        if isinstance(message.content, tuple) and any(
+            not isinstance(part, TextPart) for part in message.content
+        ):
+            problems.append(
+                (
+                    f"messages[{i}].content",
+                    "api='generate' takes text only (no images, audio, files)",
+                )
+            )
+        if message.tool_calls:
+            problems.append((f"messages[{i}].tool_calls", "tool calls need api='chat'"))
+    return problems
+
+
+def _raise_if(problems: list[tuple[str, str]]) -> None:
+    if problems:
+        raise ValidationError(problems)
+
+
+# --------------------------------------------------------------------------------------
+# Chat
+
+
+def _without_none(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if v is not None}
+
+
+def _tgi_sampling_rules(params: dict[str, Any]) -> None:
+    """Apply TGI's rules in place: ``stop`` is always a list; ``top_p == 1`` (no nucleus
+    filtering, which TGI rejects) is omitted."""
+    stop = params.get("stop")
+    if isinstance(stop, str):
+        params["stop"] = [stop]
+    elif isinstance(stop, tuple):
+        params["stop"] = list(stop)
+    top_p = params.get("top_p")
+    if isinstance(top_p, (int, float)) and not isinstance(top_p, bool) and top_p >= 1:
+        del params["top_p"]
+
+
+def chat_body(request: ChatRequest) -> dict[str, Any]:
+    """The ``POST /v1/chat/completions`` body: the OpenAI body, with TGI's rules applied
+    and no ``null`` values; the model id (with any ``:provider`` / ``:fastest`` suffix) is
+    sent as given. Raises :class:`ValidationError` for what TGI would reject."""
+    _raise_if(unsupported_combinations(request, "chat"))
+    body = _without_none(request.to_openai_dict())
+    body["messages"] = [_without_none(m) for m in body["messages"]]
+    _tgi_sampling_rules(body)
+    return body
+
+
+def chat_response(
+    data: Any,
+    request: ChatRequest,
+    *,
+    request_id: str | None,
+    status_code: int | None = None,
+    secrets: Iterable[str] = (),
+) -> ChatResponse:
+    """A :class:`ChatResponse` from a chat completion payload (``object`` may be
+    ``chat.completion`` or, from older TGI, ``text_completion``). A missing or empty ``id``
+    is filled from the request id, a missing ``model`` with the requested one; tool-call
+    ``arguments`` sent as JSON objects (older TGI) become JSON text. Anything else raises
+    :class:`ResponseDecodeError`."""
+    secrets = tuple(secrets)
+
+    def fail(why: str, cause: BaseException | None = None) -> ResponseDecodeError:
+        error = ResponseDecodeError(
+            f"expected a chat completion, got {why}",
+            provider=PROVIDER,
+            model=request.model,
+            status_code=status_code,
+            request_id=request_id,
+            body=data if isinstance(data, (Mapping, list, str)) else repr(data)[:500],
+            secrets=secrets,
+        )
+        error.__cause__ = cause
+        return error
+
+    if not isinstance(data, Mapping):
+        raise fail("an empty body" if data is None else f"a JSON {type(data).__name__}")
+    if not isinstance(data.get("choices"), list):
+        if "error" in data:
+            raise fail(f"an error object: {str(data.get('error'))[:200]}")
+        raise fail(f"an object without 'choices' (keys: {', '.join(sorted(map(str, data)))})")
+    kind = data.get("object")
+    if kind is not None and kind not in _CHAT_OBJECTS:
+        raise fail(f"object {kind!r}")
+    payload = dict(data)
+    payload["object"] = "chat.completion"
+    if not payload.get("id"):
+        payload["id"] = request_id or _new_id("chatcmpl")
+    if not payload.get("model"):
+        payload["model"] = request.model
+    payload["choices"] = [_fix_choice(c) for c in data["choices"]]
+    try:
+        return ChatResponse.from_dict(payload, provider=PROVIDER, request_id=request_id)
+    except ResponseDecodeError as exc:
+        raise fail(f"a payload that does not fit: {exc.message}", exc) from exc
+
+
+def _fix_choice(choice: Any) -> Any:
+    if not isinstance(choice, Mapping):
+        return choice
+    message = choice.get("message")
+    if not isinstance(message, Mapping) or not isinstance(message.get("tool_calls"), list):
+        return choice
+    calls = []
+    for call in message["tool_calls"]:
+        if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping):
+            function = dict(call["function"])
+            if not isinstance(function.get("arguments"), str):
+                function["arguments"] = json.dumps(function.get("arguments") or {})
+            call = {**call, "function": function}
+        calls.append(call)
+    return {**choice, "message": {**message, "tool_calls": calls}}
+
+
+# --------------------------------------------------------------------------------------
+# Generate
+
+
+def build_prompt(messages: Iterable[Message]) -> str:
+    """The ``/generate`` prompt: a lone user message is sent as its text; anything else
+    becomes a plain transcript, one paragraph per message (``System: ...``,
+    ``User: ...``, ``Assistant: ...``), ending with ``Assistant:`` for the model to
+    continue (a final assistant message is continued as is). No chat template is applied:
+    for instruction-tuned models use ``api="chat"``, or send one user message holding a
+    prompt you formatted yourself."""
+    msgs = list(messages)
+    if len(msgs) == 1 and msgs[0].role == "user":
+        return msgs[0].text
+    lines = [f"{m.role.capitalize()}: {m.text}".rstrip() for m in msgs]
+    if not msgs or msgs[-1].role != "assistant":
+        lines.append("Assistant:")
+    return "\n\n".join(lines)
+
+
+def generate_body(request: ChatRequest) -> dict[str, Any]:
+    """The ``POST /generate`` body ``{"inputs", "parameters"}``. Mapping:
+    ``max_completion_tokens`` (or ``max_tokens``) -> ``max_new_tokens``; ``temperature``
+    0 -> greedy (``do_sample: false``, no temperature), > 0 -> ``temperature`` and
+    ``do_sample: true``; ``top_p`` under TGI's rules; ``stop`` as a list; ``seed``;
+    ``frequency_penalty``; ``return_full_text: false`` and ``details: true``; ``extra``
+    goes into ``parameters`` last (so it can override any of these)."""
+    _raise_if(unsupported_combinations(request, "generate"))
+    params: dict[str, Any] = {}
+    max_new = (
+        request.max_completion_tokens
+        if request.max_completion_tokens is not None
+        else request.max_tokens
+    )
+    if max_new is not None:
+        params["max_new_tokens"] = max_new
+    if request.temperature is not None:
+        if request.temperature <= 0:
+            params["do_sample"] = False
+        else:
+            params["temperature"] = request.temperature
+            params["do_sample"] = True
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.stop is not None:
+        params["stop"] = request.stop
+    if request.seed is not None:
+        params["seed"] = request.seed
+    if request.frequency_penalty is not None:
+        params["frequency_penalty"] = request.frequency_penalty
+    params["return_full_text"] = False
+    params["details"] = True
+    params.update(_without_none(request.extra))
+    _tgi_sampling_rules(params)
+    return {"inputs": build_prompt(request.messages), "parameters": params}
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def generate_response(
+    data: Any,
+    headers: Mapping[str, str],
+    request: ChatRequest,
+    *,
+    request_id: str | None,
+    status_code: int | None = None,
+    secrets: Iterable[str] = (),
+) -> ChatResponse:
+    """A :class:`ChatResponse` with one assistant choice from a ``/generate`` reply
+    (``{"generated_text", "details"}`` or the legacy ``[{"generated_text"}]``).
+    ``finish_reason``: ``eos_token``/``stop_sequence`` -> ``stop``, ``length`` -> ``length``
+    (``None`` without details). Usage: ``details.generated_tokens`` (or the
+    ``x-generated-tokens`` header) and the ``x-prompt-tokens`` header."""
+    item = data[0] if isinstance(data, list) and data else data
+    if not isinstance(item, Mapping) or not isinstance(item.get("generated_text"), str):
+        what = "an empty body" if data is None else f"{json.dumps(data)[:200]}"
+        raise ResponseDecodeError(
+            f"expected a text-generation reply with 'generated_text', got {what}",
+            provider=PROVIDER,
+            model=request.model,
+            status_code=status_code,
+            request_id=request_id,
+            body=data if isinstance(data, (Mapping, list, str)) else repr(data)[:500],
+            secrets=secrets,
+        )
+    details = item.get("details")
+    details = details if isinstance(details, Mapping) else {}
+    raw_reason = details.get("finish_reason")
+    finish_reason = FINISH_REASONS.get(raw_reason) if isinstance(raw_reason, str) else None
+    if finish_reason is None and isinstance(raw_reason, str):
+        finish_reason = raw_reason
+    generated = details.get("generated_tokens")
+    completion = (
+        generated
+        if isinstance(generated, int) and not isinstance(generated, bool)
+        else _int_header(headers, "x-generated-tokens")
+    )
+    prompt = _int_header(headers, "x-prompt-tokens")
+    usage = None
+    if completion is not None or prompt is not None:
+        usage = Usage(
+            prompt_tokens=prompt or 0,
+            completion_tokens=completion or 0,
+            total_tokens=(prompt or 0) + (completion or 0),
+        )
+    choice = Choice(
+        index=0,
+        message=Message(role="assistant", content=item["generated_text"]),
+        finish_reason=finish_reason,
+    )
+    return ChatResponse(
+        id=request_id or _new_id("gen"),
+        model=request.model,
+        choices=_iterable((choice,)),
+        created=int(time.time()),
+        usage=usage,
+        provider=PROVIDER,
+        request_id=request_id,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Models
+
+
+def models_from_payload(
+    data: Any, *, status_code: int | None = None, secrets: Iterable[str] = ()
+) -> list[ModelInfo]:
+    """Model records from ``GET /v1/models``: the router's OpenAI list
+    ``{"object": "list", "data": [...]}``, or TGI's single model object."""
+    if isinstance(data, Mapping) and isinstance(data.get("data"), list):
+        items: list[Any] = data["data"]
+    elif isinstance(data, Mapping) and isinstance(data.get("id"), str):
+        items = [data]
+    elif isinstance(data, list):
+        items = data
+    else:
+        raise ResponseDecodeError(
+            "expected a model list from GET /models",
+            provider=PROVIDER,
+            status_code=status_code,
+            body=data if isinstance(data, (Mapping, list, str)) else repr(data)[:500],
+            secrets=secrets,
+        )
+    return model_infos(PROVIDER, items)
+
+
+def _iterable(value: Any) -> Any:
+    # mypy's attrs plugin cannot type a builtin converter (``converter=tuple``)
+    return value
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"

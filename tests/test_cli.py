@@ -1,0 +1,128 @@
+"""The ``chatcore`` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from chatcore.testing.server import Reply, StandInServer
+
+WIRE_PLUGIN = """
+import chatcore
+from chatcore.models import ChatResponse
+from chatcore.provider import Option, Provider, ProviderSpec, model_infos
+
+
+class Wire(Provider):
+    def __init__(self, config):
+        super().__init__(config)
+        key = config.require("api_key")
+        self.transport = self.make_transport(
+            base_url=config["base_url"], headers={"Authorization": "Bearer " + key}
+        )
+
+    def chat(self, request):
+        r = self.transport.request("POST", "/chat/completions", json_body=request.to_openai_dict(),
+                                   model=request.model)
+        return ChatResponse.from_dict(r.data, request_id=r.request_id)
+
+    def list_models(self):
+        return model_infos(self.name, self.transport.request("GET", "/models").data["data"])
+
+
+@chatcore.hookimpl
+def chatcore_providers():
+    return [ProviderSpec(name="clitest", factory=Wire,
+                         options={"api_key": Option(secret=True, env=("CLITEST_KEY",))})]
+"""
+
+
+def _dist(root: Path, name: str, module: str, source: str) -> None:
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[chatcore]\n{module} = {module}\n")
+
+
+@pytest.fixture
+def env(tmp_path):
+    _dist(tmp_path, "clitest-plugin", "clitest_plugin", WIRE_PLUGIN)
+    _dist(tmp_path, "broken-plugin", "broken_plugin", "import does_not_exist_anywhere\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CHATCORE_", "CLITEST"))}
+    base["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+    return base
+
+
+def run(args, env, input=None):
+    return subprocess.run(
+        [sys.executable, "-m", "chatcore._cli", *args],
+        capture_output=True, text=True, env=env, input=input, timeout=60,
+    )
+
+
+def test_plugins_table_shows_broken_plugin_without_traceback(env):
+    out = run(["plugins"], env)
+    assert out.returncode == 0, out.stderr
+    assert "clitest-plugin" in out.stdout
+    assert "clitest" in out.stdout
+    lines = [line for line in out.stdout.splitlines() if line.startswith("broken_plugin")]
+    assert lines
+    assert "ERROR" in lines[0]
+    assert "ModuleNotFoundError" in lines[0]
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_plugins_json(env):
+    out = run(["plugins", "--json"], env)
+    records = {r["name"]: r for r in json.loads(out.stdout)}
+    assert records["clitest_plugin"]["providers"] == ["clitest"]
+    assert records["broken_plugin"]["error"].startswith("failed to import")
+    assert set(records["clitest_plugin"]) == {
+        "name", "distribution", "version", "hooks", "providers", "error", "disabled", "builtin"
+    }
+
+
+def test_chat_and_models_over_http(env):
+    with StandInServer(api_key="sk-cli-test-key-0123456789") as server:
+        env = {**env, "CLITEST_KEY": "sk-cli-test-key-0123456789",
+               "CHATCORE_CLITEST_BASE_URL": server.base_url}
+        out = run(["chat", "-m", "clitest:gpt-4o-mini", "-o", "temperature=0.5", "Hi CLI"], env)
+        assert out.returncode == 0, out.stderr
+        assert "Hi CLI" in out.stdout
+        assert server.requests[-1].json()["temperature"] == 0.5
+        piped = run(["chat", "-m", "clitest:gpt-4o-mini", "--json"], env, input="from stdin")
+        assert json.loads(piped.stdout)["object"] == "chat.completion"
+        models = run(["models", "clitest"], env)
+        assert "clitest:gpt-4o-mini" in models.stdout.splitlines()
+        server.enqueue(*[Reply.error(401, "bad key")])
+        failed = run(["chat", "-m", "clitest:x", "hello"], env)
+        assert failed.returncode == 4
+        assert "AuthenticationError" in failed.stderr
+        assert "Traceback" not in failed.stderr
+
+
+def test_errors_have_distinct_exit_codes(env):
+    missing_key = run(["chat", "-m", "clitest:x", "hi"], env)
+    assert missing_key.returncode == 3
+    assert "CLITEST_KEY" in missing_key.stderr
+    unknown = run(["chat", "-m", "nosuch:x", "hi"], env)
+    assert unknown.returncode == 6
+    assert "pip install chatcore-nosuch" in unknown.stderr
+    bad = run(["chat", "-m", "no-colon", "hi"], env)
+    assert bad.returncode == 2
+    refused = run(
+        ["chat", "-m", "clitest:x", "hi"],
+        {**env, "CLITEST_KEY": "k" * 12, "CHATCORE_CLITEST_BASE_URL": "http://127.0.0.1:9/v1"},
+    )
+    assert refused.returncode == 5
+    debug = run(["--debug", "chat", "-m", "no-colon", "hi"], env)
+    assert "Traceback" in debug.stderr
+    usage = run([], env)
+    assert usage.returncode == 2

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatcore.exceptions import ResponseDecodeError, ValidationError
+from chatcore.models import (
+    ChatRequest,
+    ChatResponse,
+    ImagePart,
+    Message,
+    TextPart,
+    message_from_dict,
+    normalize_messages,
+)
+from chatcore.testing.strategies import chat_completions, messages
+
+
+@given(chat_completions())
+def test_response_round_trip_is_exact(body):
+    assert ChatResponse.from_dict(body).to_dict() == body
+
+
+@given(chat_completions())
+def test_response_survives_json(body):
+    resp = ChatResponse.from_dict(json.loads(json.dumps(body)), provider="p", latency=0.5)
+    assert ChatResponse.from_dict(resp.to_dict()) == ChatResponse.from_dict(body)
+    assert resp.provider == "p"
+    assert "provider" not in resp.to_dict()
+
+
+@given(messages())
+def test_message_round_trip_is_exact(msg):
+    assert message_from_dict(msg).to_dict() == msg
+
+
+def test_string_means_one_user_message():
+    assert normalize_messages("Hello") == (Message(role="user", content="Hello"),)
+
+
+def test_mixed_inputs_are_normalized():
+    out = normalize_messages(
+        [
+            {"role": "system", "content": "be brief"},
+            Message(
+                role="user",
+                content=(TextPart("look"), ImagePart.from_url("https://x.invalid/a.png")),
+            ),
+        ]
+    )
+    assert out[0].role == "system"
+    assert out[1].text == "look"
+
+
+def test_every_problem_is_listed_with_its_path():
+    with pytest.raises(ValidationError) as info:
+        normalize_messages(
+            [
+                {"role": "user", "content": 5, "bogus": 1},
+                {"role": "user", "content": [{"type": "nope"}]},
+                7,
+                {"content": "no role"},
+            ]
+        )
+    paths = [p for p, _ in info.value.problems]
+    assert paths == [
+        "messages[0].content",
+        "messages[0]",
+        "messages[1].content[0].type",
+        "messages[2]",
+        "messages[3].role",
+    ]
+    assert "bogus" in str(info.value)
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text() | st.floats(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+        max_leaves=8,
+    )
+)
+@settings(max_examples=200)
+def test_garbage_messages_raise_only_validation_error(garbage):
+    try:
+        normalize_messages(garbage)
+    except ValidationError:
+        pass
+
+
+def test_unknown_payload_keys_are_ignored_and_required_ones_checked():
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "hi", "new": 1},
+                "finish_reason": "stop",
+            }
+        ],
+        "brand_new_field": True,
+    }
+    assert ChatResponse.from_dict(body).text == "hi"
+    with pytest.raises(ResponseDecodeError) as info:
+        ChatResponse.from_dict({"id": "x"}, provider="wire")
+    assert "model" in str(info.value) or "choices" in str(info.value)
+
+
+def test_request_body_omits_unset_parameters():
+    req = ChatRequest(provider="p", model="m", messages=normalize_messages("hi"), temperature=0.0)
+    assert req.to_openai_dict() == {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.0,
+    }
+
+
+def test_response_helpers():
+    resp = ChatResponse.from_dict(
+        {
+            "id": "x",
+            "model": "m",
+            "created": 1,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": "{}"},
+                            }
+                        ],
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ],
+        }
+    )
+    assert resp.text == ""
+    assert resp.finish_reason == "tool_calls"
+    assert resp.tool_calls[0].function.name == "f"
