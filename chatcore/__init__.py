@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 from chatcore._client import Client
 from chatcore._plugins import PluginRecord, PluginWarning, list_plugins
-from chatcore._retry import RetryPolicy
+from chatcore._retry import RetryPolicy, with_retry
 from chatcore.exceptions import (
     APIConnectionError,
     APIError,
@@ -108,4 +108,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "list_plugins",
+    "with_retry",
 ]

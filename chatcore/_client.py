@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
-from chatcore._limits import NullRateLimiter
+from chatcore._limits import InMemoryRateLimiter, NullRateLimiter
 from chatcore._metrics import RequestEvent
 from chatcore._plugins import PluginHost, get_plugin_host
 from chatcore._retry import RetryPolicy
+from chatcore._transport import call_deadline
 from chatcore._validate import build_request, split_model
-from chatcore.exceptions import APIError, ConfigurationError, ValidationError
+from chatcore.exceptions import APIError, ConfigurationError, RateLimitExceeded, ValidationError
 from chatcore.models import ChatRequest, ChatResponse
 from chatcore.provider import ModelInfo, Provider, ProviderSpec, resolve_config
 
@@ -43,6 +44,7 @@ class Client:
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         timeout_total: float | None = None,
+        rate_limits: Mapping[str, Any] | None = None,
         rate_limiter: Any = None,
         cache: Any = None,
         metrics_sinks: Iterable[Any] = (),
@@ -56,6 +58,8 @@ class Client:
             plugin_host = PluginHost(plugins=plugins) if plugins else get_plugin_host()
         self._host = plugin_host
         self._environ = environ
+        self.rate_limits = dict(rate_limits or {})
+        self.retries = 0
         self._provider_settings = {k: dict(v) for k, v in (providers or {}).items()}
         settings = self  # hooks receive the client; later issues give them a settings object
         policy = retry or plugin_host.retry_policy(settings) or RetryPolicy()
@@ -64,7 +68,13 @@ class Client:
                 raise ConfigurationError(f"max_retries={max_retries!r}: expected an integer >= 0")
             policy = policy.with_overrides(max_retries=max_retries, timeout_total=timeout_total)
         self.retry_policy: RetryPolicy = policy
-        self.rate_limiter = rate_limiter or plugin_host.rate_limiter(settings) or NullRateLimiter()
+        if rate_limiter is None:
+            rate_limiter = plugin_host.rate_limiter(settings)
+        if rate_limiter is None:
+            rate_limiter = (
+                InMemoryRateLimiter(self.rate_limits) if self.rate_limits else NullRateLimiter()
+            )
+        self.rate_limiter = rate_limiter
         self.cache = cache if cache is not None else plugin_host.cache(settings)
         self.metrics_sinks: tuple[Any, ...] = (
             *metrics_sinks,
@@ -134,22 +144,69 @@ class Client:
             policy = policy.with_overrides(**overrides)
         request = self.build_request(model, messages, **params)
         provider = self.provider(request.provider)
+        return self._execute(request, provider, policy)
+
+    def _execute(
+        self, request: ChatRequest, provider: Provider, policy: RetryPolicy
+    ) -> ChatResponse:
+        """rate limit -> retry(send) -> record, for one validated request."""
         started = time.perf_counter()
-        ticket = self.rate_limiter.acquire(request.provider, request.model, _estimate(request))
+        deadline = None
+        if policy.timeout_total is not None:
+            deadline = time.monotonic() + policy.timeout_total
+        token = call_deadline.set(deadline)
+        limiter = self.rate_limiter
+        estimate = _estimate(request)
+        name, model = request.provider, request.model
+
+        def attempt(number: int) -> ChatResponse:
+            max_wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ticket = limiter.acquire(name, model, estimate, max_wait=max_wait)
+            try:
+                response = provider.chat(request)
+            except APIError as exc:
+                limiter.reconcile(ticket, None)
+                limiter.observe(name, model, exc.headers, exc)
+                raise
+            except BaseException:
+                limiter.reconcile(ticket, None)
+                raise
+            usage = response.usage
+            limiter.reconcile(ticket, usage.total_tokens if usage is not None else estimate)
+            limiter.observe(name, model, response.headers)
+            return response
+
         try:
-            response, attempts = policy.call(lambda _attempt: provider.chat(request))
-        except APIError as exc:
-            self._record(request, started, error=exc, attempts=exc.attempts)
+            response, attempts = policy.call(attempt, on_retry=self._on_retry(request))
+        except (APIError, RateLimitExceeded) as exc:
+            self._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
             raise
+        finally:
+            call_deadline.reset(token)
         latency = time.perf_counter() - started
-        response = attrs.evolve(
-            response, provider=request.provider, latency=latency, attempts=attempts
-        )
-        self.rate_limiter.reconcile(
-            ticket, response.usage.total_tokens if response.usage else None, None
-        )
+        response = attrs.evolve(response, provider=name, latency=latency, attempts=attempts)
         self._record(request, started, response=response, attempts=attempts)
         return response
+
+    def _on_retry(self, request: ChatRequest) -> Callable[[int, BaseException, float], None]:
+        def log_retry(attempt: int, error: BaseException, delay: float) -> None:
+            self.retries += 1
+            from chatcore._log import logger
+
+            logger.warning(
+                "retrying {provider}:{model} after attempt {attempt} failed with {error}"
+                " ({detail}); next attempt in {delay:.3f}s",
+                provider=request.provider,
+                model=request.model,
+                attempt=attempt,
+                error=type(error).__name__,
+                detail=str(error),
+                delay=delay,
+                request_id=getattr(error, "request_id", None),
+                status=getattr(error, "status_code", None),
+            )
+
+        return log_retry
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatcore._limits import NullRateLimiter
+from chatcore._limits import InMemoryRateLimiter
 from chatcore._retry import RetryPolicy
 from chatcore.hookspecs import hookimpl
 
@@ -16,9 +16,10 @@ def chatcore_retry_policy(settings: Any) -> RetryPolicy:
 
 
 @hookimpl(trylast=True)
-def chatcore_rate_limiter(settings: Any) -> NullRateLimiter:
-    """No local limit unless one is configured."""
-    return NullRateLimiter()
+def chatcore_rate_limiter(settings: Any) -> InMemoryRateLimiter:
+    """In-memory token buckets for the configured ``rate_limits`` (adaptive to provider
+    headers and 429s even when no limits are configured)."""
+    return InMemoryRateLimiter(getattr(settings, "rate_limits", None))
 
 
 @hookimpl(trylast=True)

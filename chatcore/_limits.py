@@ -1,27 +1,373 @@
-"""Rate limiter interface and the no-op default."""
+"""Client-side rate limiting: token buckets in two dimensions (requests and tokens), keyed
+by provider and by (provider, model), adaptive to what the provider reports.
+
+Each attempt acquires from every bucket that applies, atomically; tokens are reserved
+from an estimate and reconciled with the reported ``usage`` afterwards. Provider headers
+(``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``) and 429 answers lower what is
+granted until the reset, so every thread of the process backs off together. The clock and
+the sleep are injectable; nothing here sleeps while holding the lock.
+"""
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+
+import attrs
+
+from chatcore.exceptions import (
+    ConfigurationError,
+    QuotaExceededError,
+    RateLimitError,
+    RateLimitExceeded,
+)
+
+__all__ = [
+    "InMemoryRateLimiter",
+    "NullRateLimiter",
+    "RateLimit",
+    "RateLimiter",
+    "Ticket",
+    "parse_duration",
+]
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|h|m|s)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go-style duration (``6m0s``, ``12ms``, ``1h2m3.5s``) or a plain number of
+    seconds; ``None`` when it is neither."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    total = 0.0
+    pos = 0
+    for match in _DURATION_RE.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) else None
 
 
 class RateLimiter(Protocol):
-    """What the pipeline asks of a rate limiter."""
+    """What the pipeline asks of a rate limiter (the ``chatcore_rate_limiter`` hook)."""
 
-    def acquire(self, provider: str, model: str, tokens: int) -> Any:
-        """Block until a request of ``tokens`` estimated tokens may go; return a ticket."""
+    def acquire(
+        self, provider: str, model: str, tokens: int, *, max_wait: float | None = None
+    ) -> Any:
+        """Block until one attempt of ``tokens`` estimated tokens may go; return a ticket.
+        Raise :class:`RateLimitExceeded` when that would take longer than ``max_wait``."""
 
-    def reconcile(self, ticket: Any, used_tokens: int | None, headers: Any) -> None:
-        """Correct the reservation with what the answer reports."""
+    def reconcile(self, ticket: Any, used_tokens: int | None) -> None:
+        """Settle a ticket with the tokens actually used (``None``: refund the estimate)."""
+
+    def observe(
+        self,
+        provider: str,
+        model: str,
+        headers: Mapping[str, str] | None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Learn from an answer's rate-limit headers, or from a 429."""
 
 
 class NullRateLimiter:
-    """Grants everything at once (the default when no limits are configured)."""
+    """Grants everything at once and learns nothing (limits disabled)."""
 
-    def acquire(self, provider: str, model: str, tokens: int) -> None:
+    def acquire(
+        self, provider: str, model: str, tokens: int, *, max_wait: float | None = None
+    ) -> None:
         """Grant immediately."""
         return None
 
-    def reconcile(self, ticket: Any, used_tokens: int | None, headers: Any) -> None:
-        """Nothing to reconcile."""
+    def reconcile(self, ticket: Any, used_tokens: int | None) -> None:
+        """Nothing to settle."""
         return None
+
+    def observe(
+        self,
+        provider: str,
+        model: str,
+        headers: Mapping[str, str] | None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Nothing to learn."""
+        return None
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+    ):
+        raise ValueError(f"{attribute.name}={value!r}: expected a number > 0")
+
+
+@attrs.frozen
+class RateLimit:
+    """Limits for one key: requests per second or minute (with ``burst``), tokens per
+    minute (with ``token_burst``, by default a full minute's worth)."""
+
+    rps: float | None = attrs.field(default=None, validator=_positive)
+    rpm: float | None = attrs.field(default=None, validator=_positive)
+    tpm: float | None = attrs.field(default=None, validator=_positive)
+    burst: float | None = attrs.field(default=None, validator=_positive)
+    token_burst: float | None = attrs.field(default=None, validator=_positive)
+
+    @property
+    def request_rate(self) -> float | None:
+        """Requests per second, or ``None`` when unlimited."""
+        rates = [r for r in (self.rps, self.rpm / 60.0 if self.rpm else None) if r]
+        return min(rates) if rates else None
+
+    @classmethod
+    def parse(cls, key: str, value: Any) -> RateLimit:
+        """Build from a settings mapping; unknown keys and bad values name the key."""
+        if isinstance(value, RateLimit):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(
+                f"rate_limits[{key!r}]: expected a mapping like {{'rpm': 500, 'tpm': 200000}}"
+            )
+        allowed = {f.name for f in attrs.fields(cls)}
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise ConfigurationError(
+                f"rate_limits[{key!r}]: unknown key(s) {', '.join(unknown)}"
+                f" (allowed: {', '.join(sorted(allowed))})"
+            )
+        try:
+            return cls(**value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"rate_limits[{key!r}]: {exc}") from exc
+
+
+class _Bucket:
+    """A token bucket: ``rate`` per second up to ``capacity``; may go into debt."""
+
+    __slots__ = ("capacity", "level", "rate", "stamp")
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.level = capacity
+        self.stamp = now
+
+    def refill(self, now: float) -> None:
+        if now > self.stamp:
+            self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` is available (after :meth:`refill`)."""
+        missing = amount - self.level
+        return 0.0 if missing <= 1e-9 else missing / self.rate
+
+
+@attrs.define
+class _Hold:
+    """An adaptive block: nothing of this dimension is granted before ``until``."""
+
+    requests_until: float = 0.0
+    tokens_until: float = 0.0
+
+
+@attrs.define(eq=False)
+class Ticket:
+    """A grant: which buckets gave how many tokens (for reconciliation)."""
+
+    keys: tuple[str, ...]
+    tokens: int
+    settled: bool = False
+
+
+class InMemoryRateLimiter:
+    """Thread-safe token buckets per provider and per ``provider:model``, plus adaptive holds
+    learned from provider headers and 429 answers (enabled even with no limits set)."""
+
+    def __init__(
+        self,
+        limits: Mapping[str, Any] | None = None,
+        *,
+        adaptive: bool = True,
+        default_retry_after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limits: dict[str, RateLimit] = {
+            key: RateLimit.parse(key, value) for key, value in (limits or {}).items()
+        }
+        for key in self.limits:
+            if not key or key.startswith(":") or key.endswith(":"):
+                raise ConfigurationError(
+                    f"rate_limits key {key!r}: expected 'provider' or 'provider:model'"
+                )
+        self.adaptive = adaptive
+        self.default_retry_after = default_retry_after
+        self.clock = clock
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self._requests: dict[str, _Bucket] = {}
+        self._tokens: dict[str, _Bucket] = {}
+        self._holds: dict[str, _Hold] = {}
+        now = clock()
+        for key, limit in self.limits.items():
+            rate = limit.request_rate
+            if rate is not None:
+                capacity = limit.burst if limit.burst is not None else max(1.0, rate)
+                self._requests[key] = _Bucket(rate, capacity, now)
+            if limit.tpm is not None:
+                capacity = limit.token_burst if limit.token_burst is not None else limit.tpm
+                self._tokens[key] = _Bucket(limit.tpm / 60.0, capacity, now)
+        self.waits = 0
+        self.wait_seconds = 0.0
+
+    def _keys(self, provider: str, model: str) -> tuple[str, ...]:
+        return (provider, f"{provider}:{model}")
+
+    def acquire(
+        self,
+        provider: str,
+        model: str,
+        tokens: int,
+        *,
+        max_wait: float | None = None,
+        blocking: bool = True,
+    ) -> Ticket:
+        """Wait until every applicable bucket and hold allows one attempt of ``tokens``."""
+        keys = self._keys(provider, model)
+        deadline = None if max_wait is None else self.clock() + max_wait
+        waited = False
+        started = self.clock()
+        while True:
+            with self._lock:
+                now = self.clock()
+                wait = 0.0
+                for key in keys:
+                    hold = self._holds.get(key)
+                    if hold is not None:
+                        wait = max(wait, hold.requests_until - now, hold.tokens_until - now)
+                    bucket = self._requests.get(key)
+                    if bucket is not None:
+                        bucket.refill(now)
+                        wait = max(wait, bucket.wait_for(1.0))
+                    tbucket = self._tokens.get(key)
+                    if tbucket is not None:
+                        if tokens > tbucket.capacity:
+                            raise RateLimitExceeded(
+                                f"{key}: the request needs about {tokens} tokens, more than the"
+                                f" {tbucket.capacity:g} the token limit ever grants at once;"
+                                " shorten the request or raise tpm/token_burst",
+                                key=key,
+                            )
+                        tbucket.refill(now)
+                        wait = max(wait, tbucket.wait_for(float(tokens)))
+                if wait <= 0.0:
+                    for key in keys:
+                        bucket = self._requests.get(key)
+                        if bucket is not None:
+                            bucket.level -= 1.0
+                        tbucket = self._tokens.get(key)
+                        if tbucket is not None:
+                            tbucket.level -= tokens
+                    if waited:
+                        self.waits += 1
+                        self.wait_seconds += now - started
+                    return Ticket(keys=keys, tokens=tokens)
+            if not blocking:
+                raise RateLimitExceeded(
+                    f"{provider}:{model}: rate limit reached; next grant in {wait:.3f}s",
+                    key=f"{provider}:{model}",
+                    retry_after=wait,
+                )
+            if deadline is not None:
+                remaining = deadline - self.clock()
+                if remaining < wait:
+                    raise RateLimitExceeded(
+                        f"{provider}:{model}: the local rate limit would need {wait:.3f}s,"
+                        f" more than max_wait={max_wait}s",
+                        key=f"{provider}:{model}",
+                        retry_after=wait,
+                    )
+            waited = True
+            self.sleep(wait)
+
+    def reconcile(self, ticket: Any, used_tokens: int | None) -> None:
+        """Return unused reserved tokens, or charge the excess (the bucket may go into debt)."""
+        if not isinstance(ticket, Ticket) or ticket.settled:
+            return
+        ticket.settled = True
+        delta = ticket.tokens - (used_tokens if used_tokens is not None else 0)
+        if delta == 0:
+            return
+        with self._lock:
+            for key in ticket.keys:
+                bucket = self._tokens.get(key)
+                if bucket is not None:
+                    bucket.level = min(bucket.capacity, bucket.level + delta)
+
+    def observe(
+        self,
+        provider: str,
+        model: str,
+        headers: Mapping[str, str] | None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Adapt to ``x-ratelimit-*`` headers and 429s (not quota errors: those are final)."""
+        if not self.adaptive:
+            return
+        now = self.clock()
+        if isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
+            delay = error.retry_after if error.retry_after and error.retry_after > 0 else None
+            until = now + (delay if delay is not None else self.default_retry_after)
+            with self._lock:
+                hold = self._holds.setdefault(provider, _Hold())
+                hold.requests_until = max(hold.requests_until, until)
+            return
+        if not headers:
+            return
+        for dim in ("requests", "tokens"):
+            remaining_text = headers.get(f"x-ratelimit-remaining-{dim}")
+            if remaining_text is None:
+                continue
+            try:
+                remaining = float(remaining_text)
+            except ValueError:
+                continue
+            reset = parse_duration(headers.get(f"x-ratelimit-reset-{dim}", "") or "")
+            if reset is None or reset <= 0 or remaining < 0:
+                continue  # Azure reports -1 or 0 on some APIs: not a signal
+            with self._lock:
+                bucket = (self._requests if dim == "requests" else self._tokens).get(provider)
+                if bucket is not None:
+                    bucket.refill(now)
+                    bucket.level = min(bucket.level, remaining)
+                if remaining < 1:
+                    hold = self._holds.setdefault(provider, _Hold())
+                    if dim == "requests":
+                        hold.requests_until = max(hold.requests_until, now + reset)
+                    else:
+                        hold.tokens_until = max(hold.tokens_until, now + reset)
+
+    def status(self) -> dict[str, dict[str, float]]:
+        """A snapshot of every bucket and hold, for diagnostics."""
+        now = self.clock()
+        out: dict[str, dict[str, float]] = {}
+        with self._lock:
+            for name, table in (("requests", self._requests), ("tokens", self._tokens)):
+                for key, bucket in table.items():
+                    bucket.refill(now)
+                    out.setdefault(key, {})[f"{name}_available"] = bucket.level
+            for key, hold in self._holds.items():
+                out.setdefault(key, {})["held_for"] = max(
+                    0.0, hold.requests_until - now, hold.tokens_until - now
+                )
+        return out

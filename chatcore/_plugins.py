@@ -177,7 +177,9 @@ class PluginHost:
                     )
                     continue
                 self._providers[spec.name] = attrs.evolve(
-                    spec, plugin=distribution or name, version=version or ""
+                    spec,
+                    plugin=distribution or spec.plugin or name,
+                    version=version or spec.version,
                 )
                 self._provider_owner[spec.name] = name
                 providers.append(spec.name)

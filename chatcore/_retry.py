@@ -88,12 +88,20 @@ class RetryPolicy:
         changes = {k: v for k, v in changes.items() if v is not None}
         return attrs.evolve(self, **changes) if changes else self
 
-    def call(self, attempt: Callable[[int], T]) -> tuple[T, int]:
+    def call(
+        self,
+        attempt: Callable[[int], T],
+        *,
+        on_retry: Callable[[int, BaseException, float], None] | None = None,
+    ) -> tuple[T, int]:
         """Run ``attempt(attempt_number)`` until it succeeds or retrying must stop.
 
-        Returns ``(result, attempts)``; a final failure is raised with ``.attempts`` set."""
+        ``on_retry(attempt_number, error, delay)`` is called before each wait (as is the
+        policy's own ``on_retry``). Returns ``(result, attempts)``; a final failure is
+        raised with ``.attempts`` set."""
         started = self.clock()
         policy = self
+        callbacks = [cb for cb in (self.on_retry, on_retry) if cb is not None]
 
         def retry_condition(state: tenacity.RetryCallState) -> bool:
             outcome = state.outcome
@@ -115,10 +123,11 @@ class RetryPolicy:
             error = state.outcome.exception() if state.outcome else None
             delay = policy.next_delay(state.attempt_number - 1, error) if error else 0.0
             delay = delay or 0.0
-            if policy.on_retry is not None and error is not None:
+            for callback in callbacks:
                 try:
-                    policy.on_retry(state.attempt_number, error, delay)
-                except Exception:  # pragma: no cover - a callback must never break a request
+                    assert error is not None
+                    callback(state.attempt_number, error, delay)
+                except Exception:  # a callback must never break a request
                     pass
             return delay
 
@@ -142,3 +151,30 @@ class RetryPolicy:
 
         result = retrying(counted)
         return result, attempts
+
+
+def with_retry(
+    policy: RetryPolicy | None = None, **settings: Any
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorate a function so chatcore errors it raises are retried by ``policy`` (or a
+    ``RetryPolicy(**settings)``), exactly as the client retries requests::
+
+        @with_retry(max_retries=4)
+        def summarize(text: str) -> str:
+            return client.chat("openai:gpt-4o-mini", text, max_retries=0).text
+    """
+    chosen = policy if policy is not None else RetryPolicy(**settings)
+    if policy is not None and settings:
+        chosen = policy.with_overrides(**settings)
+
+    def decorate(func: Callable[..., T]) -> Callable[..., T]:
+        import functools
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            result, _attempts = chosen.call(lambda _n: func(*args, **kwargs))
+            return result
+
+        return wrapper
+
+    return decorate

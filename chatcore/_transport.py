@@ -4,6 +4,7 @@ place where HTTP failures become typed chatcore errors."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import platform
 import time
@@ -18,12 +19,20 @@ from requests.structures import CaseInsensitiveDict
 from chatcore import __version__
 from chatcore.exceptions import (
     APIError,
+    APITimeoutError,
     ResponseDecodeError,
     error_from_requests_exception,
     error_from_response,
+    request_id_from,
 )
 
 _PY = platform.python_version()
+
+#: Monotonic deadline of the current call (set by the pipeline from ``timeout_total``);
+#: each attempt's read timeout is cut to what remains of it.
+call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "chatcore_call_deadline", default=None
+)
 
 
 @attrs.frozen
@@ -109,7 +118,7 @@ class HttpTransport:
         finally:
             response.close()
         elapsed = response.elapsed.total_seconds()
-        request_id = response.headers.get("x-request-id")
+        request_id = request_id_from(response.headers)
         if not content:
             data: Any = None
         else:
@@ -175,6 +184,16 @@ class HttpTransport:
             query = {**self.params, **params}
         data = _dumps(json_body) if json_body is not None else None
         to = self.timeout if timeout is None else (min(self.timeout[0], timeout), timeout)
+        deadline = call_deadline.get()
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise APITimeoutError(
+                    "the call's total deadline (timeout_total) passed before this attempt",
+                    provider=self.provider,
+                    model=model,
+                )
+            to = (min(to[0], remaining), min(to[1], remaining))
         started = time.perf_counter()
         try:
             response = self.session.request(

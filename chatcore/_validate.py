@@ -83,6 +83,9 @@ def build_request(
     raw_extra = params.get("extra")
     if raw_extra is not None:
         if isinstance(raw_extra, Mapping) and all(isinstance(k, str) for k in raw_extra):
+            for key in ("model", "messages", "stream"):
+                if key in raw_extra:
+                    problems.append((f"extra.{key}", f"{key!r} cannot be overridden through extra"))
             extra.update(raw_extra)
         else:
             problems.append(("extra", "expected a mapping of parameter names to values"))

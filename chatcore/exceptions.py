@@ -29,8 +29,9 @@ ChatcoreError
     └── StreamError                      an error event or a broken stream mid-way
 ```
 
-Context travels as keyword-only attributes; ``__cause__`` is kept. Messages, reprs and
-``.body`` pass through :func:`chatcore.redact.redact` so a secret never shows up in one.
+Context travels as keyword-only attributes; ``__cause__`` is kept. Messages, reprs,
+``.body`` and the code fields pass through chatcore's redaction (known secrets and
+credential patterns), so a secret never shows up in one.
 HTTP answers and ``requests`` exceptions are turned into these classes in one place,
 :func:`error_from_response` and :func:`error_from_requests_exception`.
 """
@@ -78,6 +79,7 @@ __all__ = [
     "error_from_response",
     "parse_error_body",
     "parse_retry_after",
+    "request_id_from",
 ]
 
 
@@ -152,6 +154,7 @@ class APIError(ChatcoreError):
         retry_after: float | None = None,
         should_retry: bool | None = None,
         attempts: int = 1,
+        headers: Mapping[str, str] | None = None,
         secrets: Iterable[str] = (),
     ) -> None:
         secrets = tuple(s for s in secrets if s)
@@ -160,12 +163,13 @@ class APIError(ChatcoreError):
         self.status_code = status_code
         self.request_id = request_id
         self.body = _redact_any(body, secrets)
-        self.code = code
-        self.error_type = error_type
-        self.param = param
+        self.code = redact(code, secrets) if code is not None else None
+        self.error_type = redact(error_type, secrets) if error_type is not None else None
+        self.param = redact(param, secrets) if param is not None else None
         self.retry_after = retry_after
         self.should_retry = should_retry
         self.attempts = attempts
+        self.headers = headers
         self.message = redact(message, secrets)
         super().__init__(self.message)
 
@@ -300,6 +304,16 @@ _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 _MODEL_CODES = frozenset({"model_not_found", "deployment_not_found", "DeploymentNotFound"})
 
 
+def request_id_from(headers: Mapping[str, str]) -> str | None:
+    """The provider's request id: ``x-request-id`` (OpenAI, TGI), ``apim-request-id``
+    (Azure), or ``x-amzn-trace-id`` (Hugging Face router)."""
+    return (
+        headers.get("x-request-id")
+        or headers.get("apim-request-id")
+        or headers.get("x-amzn-trace-id")
+    )
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Server-demanded delay in seconds: ``retry-after-ms``, then ``retry-after``
     (seconds, then HTTP-date). ``None`` when absent or unparsable."""
@@ -420,13 +434,14 @@ def error_from_response(
         provider=provider,
         model=model,
         status_code=status_code,
-        request_id=headers.get("x-request-id") or headers.get("x-amzn-trace-id"),
+        request_id=request_id_from(headers),
         body=parsed_body,
         code=code,
         error_type=error_type,
         param=info.get("param"),
         retry_after=retry_after,
         should_retry=should_retry,
+        headers=headers,
         secrets=secrets,
     )
 

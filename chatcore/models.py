@@ -176,6 +176,11 @@ class Tool:
 # Messages
 
 
+def to_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    """attrs converter: any iterable to a tuple (typed, so mypy accepts lists and tuples)."""
+    return tuple(value)
+
+
 def _content_converter(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(value)
@@ -361,7 +366,7 @@ class ChatResponse:
 
     id: str
     model: str
-    choices: tuple[Choice, ...] = attrs.field(converter=tuple)
+    choices: tuple[Choice, ...] = attrs.field(converter=to_tuple)
     created: int = 0
     usage: Usage | None = None
     system_fingerprint: str | None = None
@@ -372,6 +377,9 @@ class ChatResponse:
     latency: float = attrs.field(default=0.0, kw_only=True)
     attempts: int = attrs.field(default=1, kw_only=True)
     cached: bool = attrs.field(default=False, kw_only=True)
+    headers: Mapping[str, str] | None = attrs.field(
+        default=None, kw_only=True, eq=False, repr=False
+    )
 
     @property
     def text(self) -> str:
@@ -423,7 +431,7 @@ class ChatChunk:
 
     id: str
     model: str
-    choices: tuple[Mapping[str, Any], ...] = attrs.field(converter=tuple, factory=tuple)
+    choices: tuple[Mapping[str, Any], ...] = attrs.field(converter=to_tuple, factory=tuple)
     created: int = 0
     usage: Usage | None = None
     provider: str = attrs.field(default="", kw_only=True)
@@ -529,7 +537,7 @@ _ALWAYS_EMIT: dict[type[Any], tuple[str, ...]] = {
     Usage: ("prompt_tokens", "completion_tokens", "total_tokens"),
 }
 _NEVER_EMIT: dict[type[Any], tuple[str, ...]] = {
-    ChatResponse: ("provider", "request_id", "latency", "attempts", "cached"),
+    ChatResponse: ("provider", "request_id", "latency", "attempts", "cached", "headers"),
     ChatChunk: ("provider",),
 }
 
@@ -581,23 +589,23 @@ lenient_converter: cattrs.Converter = _make_converter(strict=False)
 _diagnostic_converter: cattrs.Converter = _make_converter(strict=False, detailed=True)
 
 _MODEL_CLASSES: tuple[type[Any], ...] = (
-        TextPart,
-        ImageURL,
-        ImagePart,
-        InputAudio,
-        AudioPart,
-        InputFile,
-        FilePart,
-        RefusalPart,
-        FunctionCall,
-        ToolCall,
-        FunctionDefinition,
-        Tool,
-        Message,
-        Usage,
-        Choice,
-        ChatResponse,
-        ChatChunk,
+    TextPart,
+    ImageURL,
+    ImagePart,
+    InputAudio,
+    AudioPart,
+    InputFile,
+    FilePart,
+    RefusalPart,
+    FunctionCall,
+    ToolCall,
+    FunctionDefinition,
+    Tool,
+    Message,
+    Usage,
+    Choice,
+    ChatResponse,
+    ChatChunk,
 )
 
 

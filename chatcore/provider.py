@@ -19,7 +19,7 @@ import attrs
 
 from chatcore._transport import HttpResult, HttpTransport
 from chatcore.exceptions import ConfigurationError
-from chatcore.models import ChatRequest, ChatResponse
+from chatcore.models import ChatRequest, ChatResponse, to_tuple
 
 __all__ = [
     "CAPABILITIES",
@@ -72,7 +72,7 @@ class Option:
 
     type: type[Any] = str
     default: Any = None
-    env: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    env: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     secret: bool = False
     required: bool = False
     help: str = ""
@@ -96,6 +96,10 @@ COMMON_OPTIONS: Mapping[str, Option] = {
 }
 
 
+def _names(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 @attrs.frozen
 class ModelInfo:
     """One model a provider serves, as its model listing reports it."""
@@ -114,7 +118,7 @@ class ProviderSpec:
     name: str
     factory: Callable[[ProviderConfig], Provider]
     options: Mapping[str, Option] = attrs.field(factory=dict)
-    capabilities: frozenset[str] = attrs.field(default=frozenset({"chat"}), converter=frozenset)
+    capabilities: frozenset[str] = attrs.field(default=frozenset({"chat"}), converter=_names)
     description: str = ""
     #: Filled in by the core: which plugin offered it, and that plugin's version.
     plugin: str = ""

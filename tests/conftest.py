@@ -31,7 +31,9 @@ class WireProvider(Provider):
         result = self.transport.request(
             "POST", "/chat/completions", json_body=request.to_openai_dict(), model=request.model
         )
-        return ChatResponse.from_dict(result.data, provider=self.name, request_id=result.request_id)
+        return ChatResponse.from_dict(
+            result.data, provider=self.name, request_id=result.request_id, headers=result.headers
+        )
 
     def list_models(self) -> list[ModelInfo]:
         assert self.transport is not None

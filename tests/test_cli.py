@@ -63,7 +63,11 @@ def env(tmp_path):
 def run(args, env, input=None):
     return subprocess.run(
         [sys.executable, "-m", "chatcore._cli", *args],
-        capture_output=True, text=True, env=env, input=input, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        input=input,
+        timeout=60,
     )
 
 
@@ -85,14 +89,24 @@ def test_plugins_json(env):
     assert records["clitest_plugin"]["providers"] == ["clitest"]
     assert records["broken_plugin"]["error"].startswith("failed to import")
     assert set(records["clitest_plugin"]) == {
-        "name", "distribution", "version", "hooks", "providers", "error", "disabled", "builtin"
+        "name",
+        "distribution",
+        "version",
+        "hooks",
+        "providers",
+        "error",
+        "disabled",
+        "builtin",
     }
 
 
 def test_chat_and_models_over_http(env):
     with StandInServer(api_key="sk-cli-test-key-0123456789") as server:
-        env = {**env, "CLITEST_KEY": "sk-cli-test-key-0123456789",
-               "CHATCORE_CLITEST_BASE_URL": server.base_url}
+        env = {
+            **env,
+            "CLITEST_KEY": "sk-cli-test-key-0123456789",
+            "CHATCORE_CLITEST_BASE_URL": server.base_url,
+        }
         out = run(["chat", "-m", "clitest:gpt-4o-mini", "-o", "temperature=0.5", "Hi CLI"], env)
         assert out.returncode == 0, out.stderr
         assert "Hi CLI" in out.stdout

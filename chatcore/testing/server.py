@@ -26,6 +26,19 @@ The ``flavor`` selects the default behaviour:
     ``POST /generate_stream``, ``POST /``, ``GET /info``, ``GET /health`` with TGI's validation
     rules and ``{"error", "error_type"}`` error bodies.
 
+Default replies are deterministic apart from ``id``/``created``: the assistant text is
+``"Hello from the chatcore stand-in server. You said: <last user text>"``; token counts are
+``ceil(chars / 4)`` (prompt: per message, plus 3 each); ``max_completion_tokens`` /
+``max_tokens`` truncate the text (``finish_reason: "length"``); ``stop`` cuts it; ``n`` repeats
+the choice; ``tool_choice: "required"`` (or a named function) produces a tool call with
+arguments ``"{}"`` (a named function reports ``finish_reason: "stop"``, as the real API does).
+
+Fidelity notes: validation follows the OpenAI spec 2.3.0 (``CreateChatCompletionRequest``) plus
+the documented cross-field rules; unknown keys inside messages, content parts and tools are
+rejected as well. TGI's chat route ignores unknown top-level keys (serde's default), its ``/``
+route answers non-streamed requests with a one-element list (as its OpenAPI spec says), and
+``/generate_stream`` reports parameter validation errors as an SSE error event, as TGI does.
+
 Run ``python -m chatcore.testing.server --flavor openai`` for an offline stand-in service.
 
 Only the standard library and ``attrs`` are used, so the module imports quickly.

@@ -4,6 +4,8 @@ failure, including HF's 503 "model is loading", to a typed chatcore error)."""
 
 from __future__ import annotations
 
+import attrs
+
 from chatcore.models import ChatRequest, ChatResponse
 from chatcore.provider import HttpResult, ModelInfo, Provider, ProviderConfig
 from chatcore_huggingface._spec import DEFAULT_BASE_URL
@@ -21,7 +23,12 @@ __all__ = ["HuggingFaceProvider"]
 
 
 def _request_id(result: HttpResult) -> str | None:
-    return result.request_id or result.headers.get("x-amzn-trace-id") or None
+    return result.request_id
+
+
+def _with_headers(response: ChatResponse, result: HttpResult) -> ChatResponse:
+    """Attach the answer's headers (the core's rate limiter reads ``x-ratelimit-*``)."""
+    return attrs.evolve(response, headers=result.headers)
 
 
 class HuggingFaceProvider(Provider):
@@ -58,7 +65,7 @@ class HuggingFaceProvider(Provider):
             result = transport.request(
                 "POST", self.endpoints.generate, json_body=body, model=request.model
             )
-            return generate_response(
+            response = generate_response(
                 result.data,
                 result.headers,
                 request,
@@ -66,15 +73,17 @@ class HuggingFaceProvider(Provider):
                 status_code=result.status_code,
                 secrets=transport.secrets,
             )
+            return _with_headers(response, result)
         body = chat_body(request)
         result = transport.request("POST", self.endpoints.chat, json_body=body, model=request.model)
-        return chat_response(
+        response = chat_response(
             result.data,
             request,
             request_id=_request_id(result),
             status_code=result.status_code,
             secrets=transport.secrets,
         )
+        return _with_headers(response, result)
 
     def list_models(self) -> list[ModelInfo]:
         """The models the router lists, or the model a TGI server serves."""

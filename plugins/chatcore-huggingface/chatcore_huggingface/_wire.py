@@ -201,8 +201,8 @@ def chat_response(
     :class:`ResponseDecodeError`."""
     secrets = tuple(secrets)
 
-    def fail(why: str, cause: BaseException | None = None) -> ResponseDecodeError:
-        error = ResponseDecodeError(
+    def fail(why: str) -> ResponseDecodeError:
+        return ResponseDecodeError(
             f"expected a chat completion, got {why}",
             provider=PROVIDER,
             model=request.model,
@@ -211,8 +211,6 @@ def chat_response(
             body=data if isinstance(data, (Mapping, list, str)) else repr(data)[:500],
             secrets=secrets,
         )
-        error.__cause__ = cause
-        return error
 
     if not isinstance(data, Mapping):
         raise fail("an empty body" if data is None else f"a JSON {type(data).__name__}")
@@ -233,7 +231,9 @@ def chat_response(
     try:
         return ChatResponse.from_dict(payload, provider=PROVIDER, request_id=request_id)
     except ResponseDecodeError as exc:
-        raise fail(f"a payload that does not fit: {exc.message}", exc) from exc
+        # Re-raised without the cause: the core's error and the cattrs errors under it hold
+        # the payload unredacted, and a server may echo the token back.
+        raise fail(f"a payload that does not fit: {exc.message}") from None
 
 
 def _fix_choice(choice: Any) -> Any:

@@ -18,7 +18,9 @@ MODEL = "huggingface:meta-llama/Llama-3.1-8B-Instruct"
     ("reply", "error_class", "status", "error_type"),
     [
         (
-            Reply.tgi_error(422, "Input validation error: `top_k` must be strictly positive", "validation"),
+            Reply.tgi_error(
+                422, "Input validation error: `top_k` must be strictly positive", "validation"
+            ),
             chatcore.UnprocessableEntityError,
             422,
             "validation",
@@ -126,9 +128,7 @@ def test_router_model_not_found(router: StandInServer, make_client: Any) -> None
         make_client(router.base_url).chat("huggingface:x/y", "Hi")
 
 
-def test_wrong_token_is_an_authentication_error(
-    router: StandInServer, make_client: Any
-) -> None:
+def test_wrong_token_is_an_authentication_error(router: StandInServer, make_client: Any) -> None:
     with pytest.raises(chatcore.AuthenticationError) as info:
         make_client(router.base_url, token="hf_WRONGtoken00000000000").chat(MODEL, "Hi")
     assert info.value.status_code == 401
@@ -136,14 +136,14 @@ def test_wrong_token_is_an_authentication_error(
 
 
 def test_tgi_401(make_client: Any) -> None:
-    with StandInServer(flavor="tgi", api_key="hf_other0000000000") as server:
-        with pytest.raises(chatcore.AuthenticationError):
-            make_client(server.url).chat("huggingface:tgi", "Hi")
+    with (
+        StandInServer(flavor="tgi", api_key="hf_other0000000000") as server,
+        pytest.raises(chatcore.AuthenticationError),
+    ):
+        make_client(server.url).chat("huggingface:tgi", "Hi")
 
 
-def test_malformed_json_on_200_is_a_decode_error(
-    router: StandInServer, make_client: Any
-) -> None:
+def test_malformed_json_on_200_is_a_decode_error(router: StandInServer, make_client: Any) -> None:
     router.enqueue(Reply.raw('{"id": "chatcmpl-1", "choices": [', status=200))
     with pytest.raises(chatcore.ResponseDecodeError):
         make_client(router.base_url).chat(MODEL, "Hi")
@@ -212,13 +212,25 @@ def _assert_no_token(error: chatcore.APIError, token: str) -> None:
         lambda t: Reply.error(400, f"bad request from Bearer {t}"),
         lambda t: Reply.tgi_error(422, f"token {t} rejected", "validation"),
         lambda t: Reply.json({"error": f"Authorization: Bearer {t}"}, status=403),
-        lambda t: Reply.json({"error": f"Model {t} is currently loading", "estimated_time": 1.0}, status=503),
+        lambda t: Reply.json(
+            {"error": f"Model {t} is currently loading", "estimated_time": 1.0}, status=503
+        ),
         lambda t: Reply.raw(f"<html>echo {t}</html>", status=502, content_type="text/html"),
         lambda t: Reply.raw(f"not json {t}", status=200),
         lambda t: Reply.json({"echo": t}),
         lambda t: Reply.json({"choices": [{"index": "bad", "message": t}]}),
     ],
-    ids=["401", "400", "422", "403", "503", "502-html", "200-not-json", "200-not-chat", "200-bad-choice"],
+    ids=[
+        "401",
+        "400",
+        "422",
+        "403",
+        "503",
+        "502-html",
+        "200-not-json",
+        "200-not-chat",
+        "200-bad-choice",
+    ],
 )
 def test_token_never_appears_in_errors_even_when_echoed(
     router: StandInServer, make_client: Any, token: str, make_reply: Any
@@ -250,3 +262,24 @@ def test_token_never_appears_in_generate_decode_errors(
     with pytest.raises(chatcore.ResponseDecodeError) as info:
         make_client(tgi.url, api="generate").chat(MODEL, "Hi")
     _assert_no_token(info.value, token)
+
+
+@pytest.mark.parametrize(
+    "make_reply",
+    [
+        lambda t: Reply.tgi_error(422, f"token {t} rejected", "validation"),
+        lambda t: Reply.json({"choices": [{"index": t, "message": {"content": t}}]}),
+        lambda t: Reply.raw(f"not json {t}", status=200),
+    ],
+    ids=["422", "200-bad-choice", "200-not-json"],
+)
+def test_a_token_without_the_hf_prefix_is_redacted_too(
+    router: StandInServer, make_client: Any, make_reply: Any
+) -> None:
+    odd = "custom-endpoint-secret-4242"
+    router.api_key = odd
+    router.enqueue(make_reply(odd))
+    with pytest.raises(chatcore.APIError) as info:
+        make_client(router.base_url, token=odd).chat(MODEL, "Hi")
+    _assert_no_token(info.value, odd)
+    assert info.value.__cause__ is None or odd not in repr(info.value.__cause__)

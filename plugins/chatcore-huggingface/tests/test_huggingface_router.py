@@ -9,7 +9,6 @@ import pytest
 
 import chatcore
 from chatcore.testing.server import Reply, StandInServer
-
 from chatcore_huggingface import __version__
 
 MODELS = [
@@ -40,9 +39,7 @@ def test_router_chat_round_trip_sends_model_ids_as_is(
     assert f"chatcore-huggingface/{__version__}" in (rec.header("user-agent") or "")
 
 
-def test_router_headers_bill_to_and_wait_for_model(
-    router: StandInServer, make_client: Any
-) -> None:
+def test_router_headers_bill_to_and_wait_for_model(router: StandInServer, make_client: Any) -> None:
     client = make_client(router.base_url, bill_to="my-org", wait_for_model=True)
     client.chat("huggingface:meta-llama/Llama-3.1-8B-Instruct", "Hi")
     rec = router.last_request
@@ -50,9 +47,7 @@ def test_router_headers_bill_to_and_wait_for_model(
     assert rec.header("x-wait-for-model") == "true"
 
 
-def test_optional_headers_are_not_sent_by_default(
-    router: StandInServer, make_client: Any
-) -> None:
+def test_optional_headers_are_not_sent_by_default(router: StandInServer, make_client: Any) -> None:
     make_client(router.base_url).chat("huggingface:m", "Hi")
     rec = router.last_request
     assert rec.header("x-hf-bill-to") is None
@@ -221,3 +216,15 @@ def test_spec_declares_options_and_token_variables() -> None:
         options
     )
     assert "stream" not in spec.capabilities
+
+
+def test_response_carries_the_answer_headers_when_the_core_has_them(
+    router: StandInServer, make_client: Any
+) -> None:
+    import attrs
+
+    resp = make_client(router.base_url).chat("huggingface:m", "Hi")
+    if "headers" not in attrs.fields_dict(type(resp)):
+        pytest.skip("this core's ChatResponse has no headers field")
+    assert resp.headers is not None
+    assert resp.headers["x-request-id"] == resp.request_id

@@ -17,9 +17,7 @@ TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"typ
 # --- chat ----------------------------------------------------------------------------
 
 
-def test_tgi_chat_converts_stop_and_omits_top_p_one(
-    tgi: StandInServer, make_client: Any
-) -> None:
+def test_tgi_chat_converts_stop_and_omits_top_p_one(tgi: StandInServer, make_client: Any) -> None:
     client = make_client(tgi.url, token=None)
     resp = client.chat("huggingface:tgi", "Hi", stop="server", top_p=1.0, temperature=0)
     # The stand-in TGI 422s a string stop or top_p == 1.0, so success proves the rules.
@@ -61,9 +59,7 @@ def test_response_format_with_tools_raises_before_anything_is_sent(
 ) -> None:
     client = make_client(tgi.url, token=None)
     with pytest.raises(chatcore.ValidationError, match="response_format"):
-        client.chat(
-            "huggingface:tgi", "Hi", tools=TOOLS, response_format={"type": "json_object"}
-        )
+        client.chat("huggingface:tgi", "Hi", tools=TOOLS, response_format={"type": "json_object"})
     assert tgi.requests == []
 
 
@@ -166,7 +162,9 @@ def test_generate_maps_parameters(tgi: StandInServer, make_client: Any) -> None:
 
 def test_generate_greedy_length_and_usage(tgi: StandInServer, make_client: Any) -> None:
     client = make_client(tgi.base_url, token=None, api="generate")
-    resp = client.chat("huggingface:gpt2", "Once upon a time", temperature=0, top_p=1.0, max_tokens=3)
+    resp = client.chat(
+        "huggingface:gpt2", "Once upon a time", temperature=0, top_p=1.0, max_tokens=3
+    )
     params = tgi.last_request.json()["parameters"]
     assert tgi.last_request.path == "/generate"  # a trailing /v1 is stripped
     assert params == {
@@ -227,3 +225,16 @@ def test_generate_non_generation_reply_is_a_decode_error(
     tgi.enqueue(Reply.json({"unexpected": True}))
     with pytest.raises(chatcore.ResponseDecodeError, match="generated_text"):
         make_client(tgi.url, token=None, api="generate").chat("huggingface:gpt2", "Hi")
+
+
+def test_generate_mode_and_wait_for_model_from_the_environment(tgi: StandInServer) -> None:
+    environ = {
+        "CHATCORE_HUGGINGFACE_BASE_URL": tgi.url,
+        "CHATCORE_HUGGINGFACE_API": "generate",
+        "CHATCORE_HUGGINGFACE_WAIT_FOR_MODEL": "1",
+    }
+    with chatcore.Client(environ=environ, max_retries=0) as client:
+        resp = client.chat("huggingface:gpt2", "Hi")
+    assert resp.text
+    assert tgi.last_request.path == "/generate"
+    assert tgi.last_request.header("x-wait-for-model") == "true"

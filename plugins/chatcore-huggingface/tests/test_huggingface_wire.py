@@ -29,7 +29,6 @@ def request(**kwargs: object) -> ChatRequest:
     )
 
 
-
 @pytest.mark.parametrize(
     ("base", "chat", "models", "generate"),
     [

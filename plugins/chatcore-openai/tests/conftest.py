@@ -71,7 +71,10 @@ def make_client(host: PluginHost) -> Iterator[MakeClient]:
     ) -> chatcore.Client:
         kwargs.setdefault("max_retries", 0)
         client = chatcore.Client(
-            providers=providers, environ={} if environ is None else environ, plugin_host=host, **kwargs
+            providers=providers,
+            environ={} if environ is None else environ,
+            plugin_host=host,
+            **kwargs,
         )
         clients.append(client)
         return client

@@ -96,7 +96,9 @@ def test_exact_request_body_and_headers(
     assert "api-key" not in sent.headers
 
 
-def test_optional_headers_are_absent_when_unset(client: chatcore.Client, server: StandInServer) -> None:
+def test_optional_headers_are_absent_when_unset(
+    client: chatcore.Client, server: StandInServer
+) -> None:
     client.chat("openai:gpt-4o-mini", "Hello")
     assert "openai-organization" not in server.last_request.headers
     assert "openai-project" not in server.last_request.headers
@@ -235,7 +237,9 @@ def test_extras_are_sent_and_nones_dropped(client: chatcore.Client, server: Stan
 
 def test_tool_only_keys_need_tools(client: chatcore.Client, server: StandInServer) -> None:
     # extra bypasses the core's check; the body must still be one the API accepts
-    client.chat("openai:gpt-4o-mini", "Hi", extra={"parallel_tool_calls": True, "tool_choice": "auto"})
+    client.chat(
+        "openai:gpt-4o-mini", "Hi", extra={"parallel_tool_calls": True, "tool_choice": "auto"}
+    )
     body = server.last_request.json()
     assert "parallel_tool_calls" not in body
     assert "tool_choice" not in body
@@ -282,7 +286,9 @@ def test_tool_call_answer(client: chatcore.Client, server: StandInServer) -> Non
     assert response.text == ""
 
 
-def test_unknown_response_fields_are_ignored(client: chatcore.Client, server: StandInServer) -> None:
+def test_unknown_response_fields_are_ignored(
+    client: chatcore.Client, server: StandInServer
+) -> None:
     server.enqueue(
         Reply.json(
             {

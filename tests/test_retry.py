@@ -1,0 +1,193 @@
+"""The retry policy: rules in isolation, and attempts counted on the server over HTTP."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import pytest
+
+import chatcore
+from chatcore import exceptions as ex
+from chatcore.retry import RetryPolicy, with_retry
+from chatcore.testing.server import Reply
+
+from .conftest import TEST_KEY
+
+
+def policy(**kw):
+    kw.setdefault("sleep", lambda s: None)
+    kw.setdefault("random", lambda: 0.0)
+    return RetryPolicy(**kw)
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+def test_retried_statuses_make_three_attempts(make_client, server, status):
+    server.enqueue(*[Reply.error(status, "transient")] * 3)
+    with pytest.raises(ex.APIStatusError) as info:
+        make_client(retry=policy()).chat("wire:m", "hi")
+    assert info.value.attempts == 3
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply.error(400, "bad"),
+        Reply.error(401, "key"),
+        Reply.error(403, "no"),
+        Reply.error(404, "where"),
+        Reply.error(413, "big"),
+        Reply.error(422, "odd"),
+        Reply.error(429, "quota", type="insufficient_quota", code="insufficient_quota"),
+        Reply.error(400, "too long", code="context_length_exceeded"),
+    ],
+)
+def test_final_errors_are_never_retried(make_client, server, reply):
+    server.enqueue(reply)
+    with pytest.raises(ex.APIStatusError) as info:
+        make_client(retry=policy()).chat("wire:m", "hi")
+    assert info.value.attempts == 1
+    assert len(server.requests) == 1
+
+
+def test_x_should_retry_overrides_status(make_client, server):
+    server.enqueue(Reply.error(400, "try again", headers={"x-should-retry": "true"}))
+    assert make_client(retry=policy()).chat("wire:m", "hi").attempts == 2
+    server.clear()
+    server.enqueue(Reply.error(500, "do not", headers={"x-should-retry": "false"}))
+    with pytest.raises(ex.ServerError):
+        make_client(retry=policy()).chat("wire:m", "hi")
+    assert len(server.requests) == 1
+
+
+def test_validation_errors_are_not_retried_and_send_nothing(make_client, server):
+    with pytest.raises(ex.ValidationError):
+        make_client(retry=policy()).chat("wire:m", [])
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "1234"}, 1.234),
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after": "http-date in 20 s"}, 20.0),
+    ],
+)
+def test_server_delay_is_used_as_given(make_client, server, headers, expected):
+    if headers.get("retry-after", "").startswith("http-date"):
+        headers = {"retry-after": email.utils.formatdate(time.time() + 20, usegmt=True)}
+    slept = []
+    server.enqueue(Reply.error(429, "wait", headers=headers))
+    resp = make_client(retry=policy(sleep=slept.append)).chat("wire:m", "hi")
+    assert resp.attempts == 2
+    assert slept == [pytest.approx(expected, abs=1.5)]
+
+
+def test_hf_loading_estimated_time_is_the_delay(make_client, server):
+    slept = []
+    server.enqueue(Reply.hf_loading(estimated_time=4.5))
+    make_client(retry=policy(sleep=slept.append)).chat("wire:m", "hi")
+    assert slept == [4.5]
+
+
+def test_too_long_demanded_delay_ends_retrying(make_client, server):
+    server.enqueue(Reply.error(503, "later", headers={"retry-after": "121"}))
+    with pytest.raises(ex.ServiceUnavailableError) as info:
+        make_client(retry=policy()).chat("wire:m", "hi")
+    assert info.value.retry_after == 121
+    assert info.value.attempts == 1
+    server.clear()
+    server.enqueue(Reply.error(503, "later", headers={"retry-after": "121"}))
+    assert make_client(retry=policy(max_retry_after=200)).chat("wire:m", "hi").attempts == 2
+
+
+def test_backoff_formula():
+    p = RetryPolicy(random=lambda: 1.0)
+    assert [p.backoff(n) for n in range(6)] == [0.375, 0.75, 1.5, 3.0, 6.0, 6.0]
+    p = RetryPolicy(random=lambda: 0.0)
+    assert [p.backoff(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_sleeps_follow_backoff_between_attempts(make_client, server):
+    slept = []
+    server.enqueue(*[Reply.error(500, "x")] * 3)
+    with pytest.raises(ex.ServerError):
+        make_client(retry=policy(sleep=slept.append, random=lambda: 0.5)).chat("wire:m", "hi")
+    assert slept == [0.4375, 0.875]
+
+
+def test_connection_errors_and_timeouts_are_retried(make_client, server):
+    server.enqueue(Reply.reset(), Reply.hang(1.0))
+    client = make_client(
+        retry=policy(),
+        providers={"wire": {"api_key": TEST_KEY, "base_url": server.base_url, "timeout": 0.2}},
+    )
+    assert client.chat("wire:m", "hi").attempts == 3
+
+
+def test_total_deadline_cuts_the_attempt_and_stops_retrying(make_client, server):
+    server.enqueue(Reply.hang(3.0), Reply.hang(3.0))
+    client = make_client(retry=policy(timeout_total=0.4))
+    started = time.monotonic()
+    with pytest.raises(ex.APITimeoutError) as info:
+        client.chat("wire:m", "hi")
+    assert time.monotonic() - started < 2.5
+    assert info.value.attempts >= 1
+
+
+def test_max_retries_per_client_and_per_call(make_client, server):
+    server.enqueue(*[Reply.error(500, "x")] * 10)
+    client = make_client(retry=policy(), max_retries=4)
+    with pytest.raises(ex.ServerError) as info:
+        client.chat("wire:m", "hi")
+    assert info.value.attempts == 5
+    with pytest.raises(ex.ServerError) as info:
+        client.chat("wire:m", "hi", max_retries=1)
+    assert info.value.attempts == 2
+    with pytest.raises(ex.ValidationError):
+        client.chat("wire:m", "hi", max_retries=-1)
+
+
+def test_retries_are_counted_and_logged_redacted(make_client, server):
+    from loguru import logger
+
+    records = []
+    logger.enable("chatcore")
+    sink = logger.add(lambda m: records.append(m.record), level="WARNING")
+    try:
+        server.enqueue(Reply.error(500, "Incorrect API key provided: sk-0123456789abcdefgh"))
+        client = make_client(retry=policy())
+        client.chat("wire:m", "hi")
+    finally:
+        logger.remove(sink)
+        logger.disable("chatcore")
+    assert client.retries == 1
+    assert len(records) == 1
+    assert "retrying wire:m after attempt 1" in records[0]["message"]
+    assert "sk-0123456789abcdefgh" not in records[0]["message"]
+
+
+def test_with_retry_decorator_reuses_the_policy():
+    calls = []
+
+    @with_retry(max_retries=3, sleep=lambda s: None)
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ex.ServerError("boom", status_code=500)
+        return "ok"
+
+    assert flaky() == "ok"
+    assert len(calls) == 3
+
+    @with_retry(policy(max_retries=5))
+    def final() -> None:
+        calls.append(2)
+        raise ex.AuthenticationError("no", status_code=401)
+
+    with pytest.raises(ex.AuthenticationError):
+        final()
+    assert calls.count(2) == 1
+    assert chatcore.with_retry is with_retry
