@@ -1,13 +1,15 @@
 """The ``chatcore`` command line: ``plugins``, ``models``, ``chat`` and ``demo``.
 
 Errors print one clear line and exit non-zero: 2 usage, 3 configuration, 4 provider
-(API) errors, 5 network errors, 6 plugin errors; ``--debug`` shows the traceback.
+(API) errors and local rate-limit refusals, 5 network errors, 6 plugin errors, 70 an
+unexpected internal error; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -18,6 +20,7 @@ EXIT_CONFIG = 3
 EXIT_PROVIDER = 4
 EXIT_NETWORK = 5
 EXIT_PLUGIN = 6
+EXIT_INTERNAL = 70
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -169,12 +172,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args, sys.stdout)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`chatcore plugins | head`): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except ex.ChatcoreError as exc:
         if args.debug:
             traceback.print_exc()
         code, hint = _classify(exc)
         sys.stderr.write(f"chatcore: error: {type(exc).__name__}: {exc}{hint}\n")
         return code
+    except Exception as exc:  # a bug or a plugin's own failure: one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"chatcore: internal error: {type(exc).__name__}: {exc} (run with --debug for"
+            " the traceback)\n"
+        )
+        return EXIT_INTERNAL
 
 
 def _classify(exc: BaseException) -> tuple[int, str]:

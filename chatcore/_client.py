@@ -64,8 +64,7 @@ class Client:
         settings = self  # hooks receive the client; later issues give them a settings object
         policy = retry or plugin_host.retry_policy(settings) or RetryPolicy()
         if max_retries is not None or timeout_total is not None:
-            if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
-                raise ConfigurationError(f"max_retries={max_retries!r}: expected an integer >= 0")
+            _check_retry_overrides(max_retries, timeout_total, ConfigurationError)
             policy = policy.with_overrides(max_retries=max_retries, timeout_total=timeout_total)
         self.retry_policy: RetryPolicy = policy
         if rate_limiter is None:
@@ -83,8 +82,22 @@ class Client:
         self.max_total_chars = max_total_chars
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
-        unknown = sorted(set(self._provider_settings) - set(plugin_host.providers()))
-        self._unknown_configured = unknown
+        installed = plugin_host.providers()
+        unknown = sorted(set(self._provider_settings) - set(installed))
+        if unknown:
+            import difflib
+
+            problems = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, list(installed), n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"install its plugin (`pip install chatcore-{name}`)"
+                )
+                problems.append(f"providers[{name!r}]: no such provider is installed; {hint}")
+            listed = ", ".join(sorted(installed)) or "none"
+            raise ConfigurationError("; ".join(problems) + f" (installed providers: {listed})")
 
     # --- providers -------------------------------------------------------------------
 
@@ -114,7 +127,15 @@ class Client:
     def list_models(self, provider: str) -> list[ModelInfo]:
         """The models ``provider`` serves (one request through the retry policy)."""
         prov = self.provider(provider)
-        result, _ = self.retry_policy.call(lambda _attempt: prov.list_models())
+        policy = self.retry_policy
+        deadline = None
+        if policy.timeout_total is not None:
+            deadline = time.monotonic() + policy.timeout_total
+        token = call_deadline.set(deadline)
+        try:
+            result, _ = policy.call(lambda _attempt: prov.list_models())
+        finally:
+            call_deadline.reset(token)
         return result
 
     # --- chat ------------------------------------------------------------------------
@@ -138,9 +159,9 @@ class Client:
         overrides = {k: params.pop(k) for k in list(params) if k in _RESERVED}
         policy = self.retry_policy
         if overrides:
-            mr = overrides.get("max_retries")
-            if mr is not None and (not isinstance(mr, int) or isinstance(mr, bool) or mr < 0):
-                raise ValidationError([("max_retries", f"expected an integer >= 0, got {mr!r}")])
+            _check_retry_overrides(
+                overrides.get("max_retries"), overrides.get("timeout_total"), ValidationError
+            )
             policy = policy.with_overrides(**overrides)
         request = self.build_request(model, messages, **params)
         provider = self.provider(request.provider)
@@ -178,7 +199,7 @@ class Client:
 
         try:
             response, attempts = policy.call(attempt, on_retry=self._on_retry(request))
-        except (APIError, RateLimitExceeded) as exc:
+        except Exception as exc:
             self._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
             raise
         finally:
@@ -257,6 +278,26 @@ class Client:
                 sink.record(event)
             except Exception:  # a failing sink never fails a request
                 pass
+
+
+def _check_retry_overrides(
+    max_retries: Any, timeout_total: Any, error: type[ConfigurationError] | type[ValidationError]
+) -> None:
+    problems = []
+    if max_retries is not None and (
+        not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0
+    ):
+        problems.append(("max_retries", f"expected an integer >= 0, got {max_retries!r}"))
+    if timeout_total is not None and (
+        not isinstance(timeout_total, (int, float))
+        or isinstance(timeout_total, bool)
+        or not timeout_total > 0
+    ):
+        problems.append(("timeout_total", f"expected seconds > 0, got {timeout_total!r}"))
+    if problems:
+        if error is ValidationError:
+            raise ValidationError(problems)
+        raise ConfigurationError("; ".join(f"{k}: {m}" for k, m in problems))
 
 
 def _estimate(request: ChatRequest) -> int:

@@ -131,6 +131,8 @@ class PluginHost:
     def _register(
         self, plugin: Any, *, name: str, distribution: str | None, version: str | None
     ) -> None:
+        if self.pm.is_registered(plugin):
+            return  # the same module/object passed again (e.g. an installed plugin in plugins=)
         unknown = sorted(
             attr
             for attr in dir(plugin)

@@ -30,7 +30,24 @@ __all__ = ["RetryPolicy"]
 
 T = TypeVar("T")
 
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+#: 408, 409, 429 and every 5xx (as the OpenAI SDK); a quota 429 is never retried.
+RETRY_STATUSES = frozenset({408, 409, 429, *range(500, 600)})
+
+
+def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        from chatcore.exceptions import ConfigurationError
+
+        raise ConfigurationError(f"{attribute.name}={value!r}: expected an integer >= 0")
+
+
+def _positive_or_none(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (
+        not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0
+    ):
+        from chatcore.exceptions import ConfigurationError
+
+        raise ConfigurationError(f"{attribute.name}={value!r}: expected seconds > 0")
 
 
 @attrs.frozen
@@ -40,12 +57,12 @@ class RetryPolicy:
     ``sleep``, ``clock`` and ``random`` are injectable so tests never sleep for real.
     """
 
-    max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
-    initial_delay: float = 0.5
-    max_delay: float = 8.0
+    max_retries: int = attrs.field(default=2, validator=_non_negative)
+    initial_delay: float = attrs.field(default=0.5, validator=_positive_or_none)
+    max_delay: float = attrs.field(default=8.0, validator=_positive_or_none)
     jitter: float = 0.25
-    max_retry_after: float = 120.0
-    timeout_total: float | None = None
+    max_retry_after: float = attrs.field(default=120.0, validator=_positive_or_none)
+    timeout_total: float | None = attrs.field(default=None, validator=_positive_or_none)
     retry_statuses: frozenset[int] = RETRY_STATUSES
     sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
@@ -63,9 +80,7 @@ class RetryPolicy:
         if error.should_retry is not None:
             return error.should_retry
         if isinstance(error, APIStatusError):
-            return error.status_code in self.retry_statuses or (
-                error.status_code is not None and error.status_code >= 500
-            )
+            return error.status_code in self.retry_statuses
         return isinstance(error, APIConnectionError)
 
     def backoff(self, retry_number: int) -> float:

@@ -108,11 +108,11 @@ def build_request(
             close = difflib.get_close_matches(
                 key, [*COMMON_PARAMS, *OPENAI_PASSTHROUGH_PARAMS], n=1
             )
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(
                 (
                     key,
-                    f"unknown parameter{hint} Provider-specific parameters go in extra={{...}}",
+                    f"unknown parameter{hint}; provider-specific parameters go in extra={{...}}",
                 )
             )
     problems.extend(_check_params(kwargs))

@@ -427,8 +427,6 @@ def error_from_response(
         code in _MODEL_CODES or ("model" in lowered and "not" in lowered and "exist" in lowered)
     ):
         cls = ModelNotFoundError
-    elif status_code != 503 and "estimated_time" in info and "loading" in lowered:
-        cls = ServiceUnavailableError
     return cls(
         str(message),
         provider=provider,
@@ -479,8 +477,13 @@ def error_from_requests_exception(
             requests.exceptions.URLRequired,
         ),
     ):
-        cls = APIConnectionError
-        what = "invalid request target (check base_url)"
+        return APIConnectionError(
+            f"invalid request target ({kind}: {exc}); check the provider's base_url",
+            provider=provider,
+            model=model,
+            should_retry=False,
+            secrets=secrets,
+        )
     else:
         cls = APIConnectionError
         what = "request failed"

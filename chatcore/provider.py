@@ -282,8 +282,9 @@ class Provider:
     """Base class of a provider: translate requests, talk through :attr:`transport`.
 
     Subclasses implement :meth:`chat` (one attempt, no retries) and may implement
-    :meth:`list_models`. The core sets ``provider``, ``latency``, ``attempts`` and
-    ``request_id`` on the response it returns to the user.
+    :meth:`list_models`. The provider fills ``request_id`` and ``headers`` of the response
+    (``ChatResponse.from_dict(..., request_id=..., headers=...)``); the core sets
+    ``provider``, ``latency``, ``attempts`` and ``cached``.
     """
 
     #: Overridden by subclasses that build a transport from the config.

@@ -140,3 +140,21 @@ def test_errors_have_distinct_exit_codes(env):
     assert "Traceback" in debug.stderr
     usage = run([], env)
     assert usage.returncode == 2
+
+
+def test_broken_pipe_is_quiet(monkeypatch, capsys):
+    from chatcore._cli import main
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone: every write raises BrokenPipeError
+    broken = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", broken)
+    try:
+        assert main(["plugins", "--json"]) == 0
+    finally:
+        monkeypatch.undo()
+        try:
+            broken.close()
+        except BrokenPipeError:
+            pass
+    assert "Traceback" not in capsys.readouterr().err

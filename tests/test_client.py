@@ -323,3 +323,54 @@ def test_hooks_override_defaults(server):
 
     host = PluginHost(load_entry_points=False, plugins=[WirePlugin(), Policy()], environ={})
     assert chatcore.Client(plugin_host=host, environ={}).retry_policy is custom
+
+
+def test_configuring_an_uninstalled_provider_is_an_error(make_client):
+    with pytest.raises(ConfigurationError, match=r"did you mean 'wire'"):
+        make_client(providers={"wyre": {"api_key": TEST_KEY}})
+    with pytest.raises(ConfigurationError, match="pip install chatcore-anthropic"):
+        make_client(providers={"anthropic": {}})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"max_retries": True}, {"max_retries": -1}, {"timeout_total": 0}, {"timeout_total": "1"}],
+)
+def test_bad_retry_settings(make_client, bad):
+    with pytest.raises(ConfigurationError):
+        make_client(**bad)
+    with pytest.raises(ValidationError):
+        make_client().chat("wire:m", "hi", **bad)
+    with pytest.raises(ConfigurationError):
+        chatcore.RetryPolicy(**bad)
+
+
+def test_invalid_base_url_is_not_retried(make_client):
+    client = make_client(providers={"wire": {"api_key": TEST_KEY, "base_url": "127.0.0.1:1/v1"}})
+    with pytest.raises(APIConnectionError, match="base_url") as info:
+        client.chat("wire:m", "hi")
+    assert info.value.attempts == 1
+
+
+def test_passing_an_installed_plugin_again_is_harmless(server):
+    from chatcore._plugins import PluginHost
+
+    from .conftest import WirePlugin
+
+    plugin = WirePlugin()
+    host = PluginHost(load_entry_points=False, plugins=[plugin, plugin], environ={})
+    assert host.provider_spec("wire")
+
+
+def test_provider_failures_of_any_kind_reach_metrics(make_client, server):
+    events = []
+
+    class Sink:
+        def record(self, event):
+            events.append(event)
+
+    client = make_client(metrics_sinks=[Sink()])
+    server.enqueue(Reply.raw(b"not json"))
+    with pytest.raises(ResponseDecodeError):
+        client.chat("wire:m", "hi")
+    assert events[-1].error_type == "ResponseDecodeError"
