@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chatcore._cache import InMemoryCache
 from chatcore._limits import InMemoryRateLimiter
 from chatcore._retry import RetryPolicy
 from chatcore.hookspecs import hookimpl
@@ -23,9 +24,12 @@ def chatcore_rate_limiter(settings: Any) -> InMemoryRateLimiter:
 
 
 @hookimpl(trylast=True)
-def chatcore_cache(settings: Any) -> None:
-    """No cache unless one is enabled."""
-    return None
+def chatcore_cache(settings: Any) -> InMemoryCache:
+    """The in-memory LRU + TTL cache (called only when caching is turned on)."""
+    return InMemoryCache(
+        maxsize=getattr(settings, "cache_maxsize", 1024),
+        ttl=getattr(settings, "cache_ttl", 600.0),
+    )
 
 
 @hookimpl(trylast=True)

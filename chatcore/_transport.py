@@ -8,7 +8,7 @@ import contextvars
 import json
 import platform
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -17,6 +17,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from chatcore import __version__
+from chatcore._sse import SSEEvent, iter_sse
 from chatcore.exceptions import (
     APIError,
     APITimeoutError,
@@ -66,11 +67,13 @@ class HttpTransport:
         connect_timeout: float = 5.0,
         pool_maxsize: int = 32,
         user_agent_product: tuple[str, str] | None = None,
+        chunk_timeout: float = 60.0,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.secrets = tuple(s for s in secrets if s)
         self.timeout = (connect_timeout, timeout)
+        self.chunk_timeout = chunk_timeout
         self.params = dict(params or {})
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
@@ -137,7 +140,7 @@ class HttpTransport:
                 ) from exc
         return HttpResult(response.status_code, response.headers, data, elapsed, request_id)
 
-    def stream_lines(
+    def stream_events(
         self,
         method: str,
         path: str,
@@ -146,21 +149,23 @@ class HttpTransport:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         model: str | None = None,
-        timeout: float | None = None,
-    ) -> tuple[requests.Response, Iterator[bytes]]:
-        """Open a streaming request; return the response (for headers and ``close()``)
-        and an iterator of raw lines. Errors while reading raise typed errors."""
-        response = self._send(method, path, json_body, params, headers, model, timeout, True)
-
-        def lines() -> Iterator[bytes]:
-            try:
-                yield from response.iter_lines(chunk_size=None)
-            except requests.RequestException as exc:
-                raise self._map(exc, model) from exc
-            finally:
-                response.close()
-
-        return response, lines()
+        on_open: Callable[[requests.Response], None] | None = None,
+    ) -> Generator[SSEEvent, None, None]:
+        """Open a streaming request and yield its Server-Sent Events, lazily: nothing is
+        sent until the first ``next()``. An error status raises the typed error before any
+        event; the read timeout between chunks is ``chunk_timeout``. Closing the generator
+        releases the connection."""
+        response = self._send(
+            method, path, json_body, params, headers, model, self.chunk_timeout, True
+        )
+        if on_open is not None:
+            on_open(response)
+        try:
+            yield from iter_sse(response.iter_content(chunk_size=None))
+        except requests.RequestException as exc:
+            raise self._map(exc, model) from exc
+        finally:
+            response.close()
 
     def close(self) -> None:
         """Close the pooled connections."""

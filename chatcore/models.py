@@ -435,16 +435,55 @@ class ChatChunk:
     created: int = 0
     usage: Usage | None = None
     provider: str = attrs.field(default="", kw_only=True)
+    #: Set on the first chunk of a stream: the answer's request id and headers.
+    request_id: str | None = attrs.field(default=None, kw_only=True, eq=False)
+    headers: Mapping[str, str] | None = attrs.field(
+        default=None, kw_only=True, eq=False, repr=False
+    )
+
+    def _first(self) -> Mapping[str, Any] | None:
+        for choice in self.choices:
+            if choice.get("index", 0) == 0:
+                return choice
+        return None
 
     @property
     def text(self) -> str:
         """The first choice's content delta ("" when there is none)."""
-        for choice in self.choices:
-            if choice.get("index", 0) == 0:
-                delta = choice.get("delta") or {}
-                content = delta.get("content")
-                return content if isinstance(content, str) else ""
-        return ""
+        choice = self._first()
+        if choice is None:
+            return ""
+        delta = choice.get("delta") or {}
+        content = delta.get("content") if isinstance(delta, Mapping) else None
+        return content if isinstance(content, str) else ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        """The first choice's finish reason, on the chunk that ends it."""
+        choice = self._first()
+        reason = choice.get("finish_reason") if choice is not None else None
+        return reason if isinstance(reason, str) else None
+
+    @property
+    def tool_call_deltas(self) -> tuple[Mapping[str, Any], ...]:
+        """The first choice's ``delta.tool_calls`` fragments (keyed by ``index``)."""
+        choice = self._first()
+        delta = choice.get("delta") if choice is not None else None
+        calls = delta.get("tool_calls") if isinstance(delta, Mapping) else None
+        return tuple(c for c in calls if isinstance(c, Mapping)) if isinstance(calls, list) else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``chat.completion.chunk`` wire shape."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [dict(c) for c in self.choices],
+        }
+        if self.usage is not None:
+            out["usage"] = lenient_converter.unstructure(self.usage, Usage)
+        return out
 
 
 # --------------------------------------------------------------------------------------
@@ -538,7 +577,7 @@ _ALWAYS_EMIT: dict[type[Any], tuple[str, ...]] = {
 }
 _NEVER_EMIT: dict[type[Any], tuple[str, ...]] = {
     ChatResponse: ("provider", "request_id", "latency", "attempts", "cached", "headers"),
-    ChatChunk: ("provider",),
+    ChatChunk: ("provider", "request_id", "headers"),
 }
 
 

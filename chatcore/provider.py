@@ -12,14 +12,22 @@ through the core's :class:`HttpTransport`. It never retries, sleeps or logs secr
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
+from chatcore._sse import (
+    SSEEvent,
+    chunk_from_dict,
+    iter_sse,
+    openai_chunks,
+    stream_chat_completions,
+    stream_error_from_event,
+)
 from chatcore._transport import HttpResult, HttpTransport
 from chatcore.exceptions import ConfigurationError
-from chatcore.models import ChatRequest, ChatResponse, to_tuple
+from chatcore.models import ChatChunk, ChatRequest, ChatResponse, to_tuple
 
 __all__ = [
     "CAPABILITIES",
@@ -31,8 +39,15 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderSpec",
+    "SSEEvent",
     "Secret",
+    "chunk_from_dict",
+    "iter_sse",
+    "model_infos",
+    "openai_chunks",
     "resolve_config",
+    "stream_chat_completions",
+    "stream_error_from_event",
 ]
 
 #: Capability names a provider may declare.
@@ -89,6 +104,12 @@ COMMON_OPTIONS: Mapping[str, Option] = {
     ),
     "connect_timeout": Option(
         type=float, default=5.0, minimum=0.001, help="connect timeout in seconds"
+    ),
+    "chunk_timeout": Option(
+        type=float,
+        default=60.0,
+        minimum=0.001,
+        help="streams: longest wait for the next chunk, in seconds",
     ),
     "pool_maxsize": Option(
         type=int, default=32, minimum=1, help="connections kept per host (size for your threads)"
@@ -308,6 +329,11 @@ class Provider:
         """Send one chat request and return the provider's answer (one attempt)."""
         raise NotImplementedError(f"provider {self.name!r} does not implement chat")
 
+    def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
+        """Stream one chat (one attempt): a generator that sends nothing until the first
+        ``next()``, raises typed errors before the first chunk, and yields chunks."""
+        raise NotImplementedError(f"provider {self.name!r} does not implement streaming")
+
     def list_models(self) -> list[ModelInfo]:
         """The models this provider serves."""
         raise NotImplementedError(f"provider {self.name!r} cannot list models")
@@ -334,6 +360,7 @@ class Provider:
             timeout=float(self.config.get("timeout")),
             connect_timeout=float(self.config.get("connect_timeout")),
             pool_maxsize=int(self.config.get("pool_maxsize")),
+            chunk_timeout=float(self.config.get("chunk_timeout")),
             user_agent_product=(self.config.spec.plugin, self.config.spec.version),
         )
 

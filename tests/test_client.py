@@ -279,9 +279,14 @@ def test_metrics_sink_sees_events_and_a_failing_sink_is_harmless(make_client, se
     server.enqueue(Reply.error(400, "nope"))
     with pytest.raises(chatcore.BadRequestError):
         client.chat("wire:m", "hi")
-    assert [e.outcome for e in events] == ["ok", "error"]
-    assert events[1].error_type == "BadRequestError"
-    assert events[0].prompt_tokens is not None
+    requests_ = [e for e in events if e.kind == "request"]
+    attempts = [e for e in events if e.kind == "attempt"]
+    assert [e.outcome for e in requests_] == ["ok", "error"]
+    assert requests_[1].error_type == "BadRequestError"
+    assert requests_[0].prompt_tokens is not None
+    assert [(e.attempt, e.outcome) for e in attempts] == [(1, "ok"), (1, "error")]
+    snapshot = client.metrics.snapshot()
+    assert snapshot["totals"]["requests"] == 2
 
 
 def test_client_is_thread_safe(make_client, server):
@@ -373,4 +378,4 @@ def test_provider_failures_of_any_kind_reach_metrics(make_client, server):
     server.enqueue(Reply.raw(b"not json"))
     with pytest.raises(ResponseDecodeError):
         client.chat("wire:m", "hi")
-    assert events[-1].error_type == "ResponseDecodeError"
+    assert [e for e in events if e.kind == "request"][-1].error_type == "ResponseDecodeError"

@@ -207,7 +207,7 @@ def test_client_rejects_bad_rate_limits(make_client):
 
 @pytest.mark.slow
 def test_sixteen_threads_share_one_limit_against_a_local_server(make_client, server):
-    rate = 400.0
+    rate = 200.0  # well under what one Python test server on 2 cores can serve, even with coverage on
     # a small burst absorbs thread wake-up jitter; over 3,200 requests it adds < 0.5%
     client = make_client(rate_limits={"wire": {"rps": rate, "burst": 10}})
     errors: list[BaseException] = []

@@ -4,10 +4,20 @@ failure, including HF's 503 "model is loading", to a typed chatcore error)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import attrs
 
-from chatcore.models import ChatRequest, ChatResponse
-from chatcore.provider import HttpResult, ModelInfo, Provider, ProviderConfig
+from chatcore.exceptions import request_id_from
+from chatcore.models import ChatChunk, ChatRequest, ChatResponse
+from chatcore.provider import (
+    HttpResult,
+    ModelInfo,
+    Provider,
+    ProviderConfig,
+    stream_chat_completions,
+)
 from chatcore_huggingface._spec import DEFAULT_BASE_URL
 from chatcore_huggingface._wire import (
     Api,
@@ -16,6 +26,7 @@ from chatcore_huggingface._wire import (
     endpoints,
     generate_body,
     generate_response,
+    generate_stream_chunks,
     models_from_payload,
 )
 
@@ -84,6 +95,41 @@ class HuggingFaceProvider(Provider):
             secrets=transport.secrets,
         )
         return _with_headers(response, result)
+
+    def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
+        """One streaming attempt: OpenAI-style SSE from the chat route (usage asked for), or
+        TGI's ``/generate_stream`` token events with ``api="generate"``."""
+        transport = self.transport
+        assert transport is not None
+        if self.api == "generate":
+            body = generate_body(request)
+            opened: dict[str, Any] = {}
+
+            def remember(response: Any) -> None:
+                opened["headers"] = response.headers
+
+            events = transport.stream_events(
+                "POST",
+                self.endpoints.generate_stream,
+                json_body=body,
+                model=request.model,
+                on_open=remember,
+            )
+            try:
+                yield from generate_stream_chunks(
+                    events,
+                    request,
+                    request_id=lambda: request_id_from(opened.get("headers") or {}),
+                )
+            finally:
+                events.close()
+            return
+        body = chat_body(request)
+        body["stream"] = True
+        body.setdefault("stream_options", {"include_usage": True})
+        yield from stream_chat_completions(
+            transport, self.endpoints.chat, body, provider=self.name, model=request.model
+        )
 
     def list_models(self) -> list[ModelInfo]:
         """The models the router lists, or the model a TGI server serves."""

@@ -33,7 +33,7 @@ _TOKEN_HOSTS = frozenset({"router.huggingface.co", "api-inference.huggingface.co
 
 #: Declared honestly: no streaming yet; ``json_schema`` is not declared because TGI servers
 #: take their own grammar shape (see the README).
-CAPABILITIES = frozenset({"chat", "models", "text_generation", "tools", "json_object"})
+CAPABILITIES = frozenset({"chat", "stream", "models", "text_generation", "tools", "json_object"})
 
 
 def _iterable(value: Any) -> Any:

@@ -7,14 +7,22 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import attrs
 
-from chatcore.exceptions import ResponseDecodeError, ValidationError
-from chatcore.models import ChatRequest, ChatResponse, Choice, Message, TextPart, Usage
-from chatcore.provider import ModelInfo, model_infos
+from chatcore.exceptions import ResponseDecodeError, StreamError, ValidationError
+from chatcore.models import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    Message,
+    TextPart,
+    Usage,
+)
+from chatcore.provider import ModelInfo, SSEEvent, model_infos, stream_error_from_event
 
 __all__ = [
     "Api",
@@ -72,6 +80,7 @@ class Endpoints:
     chat: str
     models: str
     generate: str
+    generate_stream: str
 
 
 def endpoints(base_url: str) -> Endpoints:
@@ -86,6 +95,7 @@ def endpoints(base_url: str) -> Endpoints:
         chat=f"{openai_base}/chat/completions",
         models=f"{openai_base}/models",
         generate=f"{root}/generate",
+        generate_stream=f"{root}/generate_stream",
     )
 
 
@@ -415,3 +425,86 @@ def _iterable(value: Any) -> Any:
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
+
+
+# --------------------------------------------------------------------------------------
+# Streams
+
+
+def generate_stream_chunks(
+    events: Iterable[SSEEvent],
+    request: ChatRequest,
+    *,
+    request_id: Callable[[], str | None],
+) -> Iterator[ChatChunk]:
+    """Turn TGI ``/generate_stream`` token events into chat chunks: one content delta per
+    non-special token; the last event (``generated_text`` set) gives the finish reason and
+    usage. TGI sends no ``[DONE]``: a stream that ends before that last event, or an
+    in-band ``{"error", "error_type"}`` event, raises :class:`StreamError`."""
+    chunk_id = ""
+    created = int(time.time())
+    text: list[str] = []
+    for event in events:
+        try:
+            payload = json.loads(event.data)
+        except ValueError as exc:
+            raise StreamError(
+                f"a /generate_stream event is not JSON: {event.data[:200]!r}",
+                provider=PROVIDER,
+                model=request.model,
+                partial_text="".join(text),
+            ) from exc
+        if not isinstance(payload, Mapping):
+            continue
+        if payload.get("error") is not None:
+            raise stream_error_from_event(
+                payload, provider=PROVIDER, model=request.model, partial_text="".join(text)
+            )
+        if not chunk_id:
+            chunk_id = request_id() or _new_id("gen")
+        first = not text and chunk_id
+        token = payload.get("token")
+        piece = ""
+        if isinstance(token, Mapping) and not token.get("special"):
+            value = token.get("text")
+            piece = value if isinstance(value, str) else ""
+        delta: dict[str, Any] = {"content": piece}
+        if first:
+            delta["role"] = "assistant"
+        if piece or first:
+            text.append(piece)
+            yield ChatChunk(
+                id=chunk_id,
+                model=request.model,
+                created=created,
+                choices=({"index": 0, "delta": delta, "finish_reason": None},),
+                provider=PROVIDER,
+                request_id=request_id(),
+            )
+        if payload.get("generated_text") is not None:
+            details = payload.get("details")
+            details = details if isinstance(details, Mapping) else {}
+            raw = details.get("finish_reason")
+            reason = FINISH_REASONS.get(raw, raw) if isinstance(raw, str) else "stop"
+            usage = None
+            generated = details.get("generated_tokens")
+            prompt = details.get("input_length")
+            if isinstance(generated, int) or isinstance(prompt, int):
+                g = generated if isinstance(generated, int) else 0
+                p = prompt if isinstance(prompt, int) else 0
+                usage = Usage(prompt_tokens=p, completion_tokens=g, total_tokens=p + g)
+            yield ChatChunk(
+                id=chunk_id,
+                model=request.model,
+                created=created,
+                choices=({"index": 0, "delta": {}, "finish_reason": reason},),
+                usage=usage,
+                provider=PROVIDER,
+            )
+            return
+    raise StreamError(
+        "the /generate_stream stream ended before its final event (connection cut?)",
+        provider=PROVIDER,
+        model=request.model,
+        partial_text="".join(text),
+    )

@@ -188,7 +188,7 @@ def test_provider_repr_and_config_never_show_the_token(
     assert token not in repr(provider.config)
     assert provider.base_url == router.base_url
     assert provider.capabilities == frozenset(
-        {"chat", "models", "text_generation", "tools", "json_object"}
+        {"chat", "stream", "models", "text_generation", "tools", "json_object"}
     )
 
 
@@ -215,7 +215,7 @@ def test_spec_declares_options_and_token_variables() -> None:
     assert {"bill_to", "wait_for_model", "timeout", "connect_timeout", "pool_maxsize"} <= set(
         options
     )
-    assert "stream" not in spec.capabilities
+    assert "stream" in spec.capabilities
 
 
 def test_response_carries_the_answer_headers_when_the_core_has_them(

@@ -21,7 +21,9 @@ from chatcore_openai._wire import (
 DEFAULT_API_VERSION = "2024-10-21"
 V1 = "v1"
 
-CAPABILITIES = frozenset({"chat", "models", "tools", "json_object", "json_schema", "vision"})
+CAPABILITIES = frozenset(
+    {"chat", "stream", "models", "tools", "json_object", "json_schema", "vision"}
+)
 
 _DATED_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _ENDPOINT_SUFFIX = re.compile(r"/openai(/v1)?$")

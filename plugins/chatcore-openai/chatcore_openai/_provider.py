@@ -14,7 +14,9 @@ from chatcore_openai._wire import (
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-CAPABILITIES = frozenset({"chat", "models", "tools", "json_object", "json_schema", "vision"})
+CAPABILITIES = frozenset(
+    {"chat", "stream", "models", "tools", "json_object", "json_schema", "vision"}
+)
 
 OPTIONS: dict[str, Option] = {
     "api_key": option(

@@ -5,13 +5,13 @@ base class that sends one attempt through the core's transport."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from chatcore.exceptions import APIError, ConfigurationError, ResponseDecodeError, ValidationError
-from chatcore.models import ChatRequest, ChatResponse
+from chatcore.models import ChatChunk, ChatRequest, ChatResponse
 from chatcore.provider import (
     HttpResult,
     HttpTransport,
@@ -20,6 +20,7 @@ from chatcore.provider import (
     Provider,
     ProviderConfig,
     ProviderSpec,
+    stream_chat_completions,
 )
 from chatcore.provider import model_infos as _model_infos
 
@@ -305,6 +306,16 @@ class ChatCompletionsProvider(Provider):
         except APIError as error:
             scrub(error, self.http.secrets)
             raise
+
+    def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
+        """Stream one Chat Completions request (one attempt). Usage is asked for
+        (``stream_options.include_usage``) unless the caller set ``stream_options``."""
+        path, body_model = self.chat_route(request)
+        body = chat_body(request, model=body_model, stream=True)
+        body.setdefault("stream_options", {"include_usage": True})
+        yield from stream_chat_completions(
+            self.http, path, body, provider=self.name, model=request.model
+        )
 
     def list_models(self) -> list[ModelInfo]:
         """The models the server lists at ``/models``."""

@@ -74,6 +74,7 @@ def test_defaults(make_client: Any, openai_key: str) -> None:
         "json_object",
         "json_schema",
         "vision",
+        "stream",
     }
 
 
@@ -110,7 +111,7 @@ def test_the_spec(host: Any) -> None:
     assert options["api_key"].secret
     assert options["api_key"].required
     assert options["base_url"].default == "https://api.openai.com/v1"
-    assert "stream" not in spec.capabilities
+    assert "stream" in spec.capabilities
 
 
 def test_user_agent_without_a_distribution(server: StandInServer, openai_key: str) -> None:

@@ -1,0 +1,367 @@
+"""Streaming: assembling deltas into a response, and the :class:`ChatStream` users iterate.
+
+A stream is retried only until its first chunk reaches the caller; after that a failure
+raises :class:`~chatcore.exceptions.StreamError` carrying what was received so far.
+Breaking out early or closing the stream releases its connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from chatcore.exceptions import APIError, StreamError
+from chatcore.models import (
+    ChatChunk,
+    ChatResponse,
+    Choice,
+    FunctionCall,
+    Message,
+    ToolCall,
+    Usage,
+)
+
+__all__ = ["ChatStream", "StreamAssembler", "chunks_from_response"]
+
+
+@attrs.define
+class _ChoiceState:
+    role: str = "assistant"
+    content: list[str] = attrs.field(factory=list)
+    refusal: list[str] = attrs.field(factory=list)
+    saw_content: bool = False
+    saw_refusal: bool = False
+    finish_reason: str | None = None
+    tool_calls: dict[int, dict[str, Any]] = attrs.field(factory=dict)
+    logprobs: list[Any] = attrs.field(factory=list)
+
+
+class StreamAssembler:
+    """Accumulates :class:`ChatChunk` deltas into a complete :class:`ChatResponse`:
+    content and refusal concatenated per choice, tool-call fragments joined by ``index``."""
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.model = ""
+        self.created = 0
+        self.usage: Usage | None = None
+        self.system_fingerprint: str | None = None
+        self._choices: dict[int, _ChoiceState] = {}
+        self._text: list[str] = []
+
+    @property
+    def text(self) -> str:
+        """The first choice's text received so far."""
+        return "".join(self._text)
+
+    def add(self, chunk: ChatChunk) -> None:
+        """Fold one chunk in."""
+        if chunk.id and not self.id:
+            self.id = chunk.id
+        if chunk.model and not self.model:
+            self.model = chunk.model
+        if chunk.created and not self.created:
+            self.created = chunk.created
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for raw in chunk.choices:
+            index = raw.get("index", 0)
+            if not isinstance(index, int):
+                continue
+            state = self._choices.setdefault(index, _ChoiceState())
+            delta = raw.get("delta")
+            if isinstance(delta, Mapping):
+                role = delta.get("role")
+                if isinstance(role, str) and role:
+                    state.role = role
+                content = delta.get("content")
+                if isinstance(content, str):
+                    state.saw_content = True
+                    state.content.append(content)
+                    if index == 0:
+                        self._text.append(content)
+                refusal = delta.get("refusal")
+                if isinstance(refusal, str):
+                    state.saw_refusal = True
+                    state.refusal.append(refusal)
+                calls = delta.get("tool_calls")
+                if isinstance(calls, list):
+                    for fragment in calls:
+                        if isinstance(fragment, Mapping):
+                            self._add_tool_fragment(state, fragment)
+            reason = raw.get("finish_reason")
+            if isinstance(reason, str):
+                state.finish_reason = reason
+            logprobs = raw.get("logprobs")
+            if isinstance(logprobs, Mapping) and isinstance(logprobs.get("content"), list):
+                state.logprobs.extend(logprobs["content"])
+
+    @staticmethod
+    def _add_tool_fragment(state: _ChoiceState, fragment: Mapping[str, Any]) -> None:
+        index = fragment.get("index", len(state.tool_calls))
+        if not isinstance(index, int):
+            return
+        call = state.tool_calls.setdefault(
+            index, {"id": "", "type": "function", "name": "", "arguments": []}
+        )
+        if isinstance(fragment.get("id"), str) and fragment["id"]:
+            call["id"] = fragment["id"]
+        if isinstance(fragment.get("type"), str):
+            call["type"] = fragment["type"]
+        function = fragment.get("function")
+        if isinstance(function, Mapping):
+            if isinstance(function.get("name"), str) and function["name"]:
+                call["name"] = function["name"]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                call["arguments"].append(arguments)
+            elif isinstance(arguments, Mapping):  # some servers send an object at once
+                import json
+
+                call["arguments"].append(json.dumps(arguments))
+
+    @property
+    def finished(self) -> bool:
+        """Whether every choice seen so far has a finish reason."""
+        return bool(self._choices) and all(
+            s.finish_reason is not None for s in self._choices.values()
+        )
+
+    def response(self, *, provider: str, fallback_model: str = "", **meta: Any) -> ChatResponse:
+        """The assembled response."""
+        choices = []
+        for index in sorted(self._choices):
+            state = self._choices[index]
+            calls = tuple(
+                ToolCall(
+                    id=c["id"],
+                    type=c["type"],
+                    function=FunctionCall(name=c["name"], arguments="".join(c["arguments"])),
+                )
+                for _i, c in sorted(state.tool_calls.items())
+            )
+            message = Message(
+                role=state.role,
+                content="".join(state.content) if state.saw_content or not calls else None,
+                tool_calls=calls or None,
+                refusal="".join(state.refusal) if state.saw_refusal else None,
+            )
+            logprobs = {"content": state.logprobs} if state.logprobs else None
+            choices.append(
+                Choice(
+                    index=index,
+                    message=message,
+                    finish_reason=state.finish_reason,
+                    logprobs=logprobs,
+                )
+            )
+        return ChatResponse(
+            id=self.id,
+            model=self.model or fallback_model,
+            choices=tuple(choices),
+            created=self.created,
+            usage=self.usage,
+            provider=provider,
+            **meta,
+        )
+
+
+def chunks_from_response(response: ChatResponse) -> Iterator[ChatChunk]:
+    """Replay a complete response as a stream (used for cache hits): one delta per choice,
+    a finish chunk per choice, then the usage chunk."""
+    for choice in response.choices:
+        msg = choice.message
+        delta: dict[str, Any] = {"role": msg.role}
+        if msg.content is not None:
+            delta["content"] = msg.text
+        if msg.refusal is not None:
+            delta["refusal"] = msg.refusal
+        if msg.tool_calls:
+            delta["tool_calls"] = [
+                {
+                    "index": i,
+                    "id": call.id,
+                    "type": call.type,
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+                for i, call in enumerate(msg.tool_calls)
+            ]
+        yield ChatChunk(
+            id=response.id,
+            model=response.model,
+            created=response.created,
+            choices=({"index": choice.index, "delta": delta, "finish_reason": None},),
+            provider=response.provider,
+        )
+        yield ChatChunk(
+            id=response.id,
+            model=response.model,
+            created=response.created,
+            choices=({"index": choice.index, "delta": {}, "finish_reason": choice.finish_reason},),
+            provider=response.provider,
+        )
+    if response.usage is not None:
+        yield ChatChunk(
+            id=response.id,
+            model=response.model,
+            created=response.created,
+            choices=(),
+            usage=response.usage,
+            provider=response.provider,
+        )
+
+
+class ChatStream:
+    """An iterator of :class:`ChatChunk` that is also a context manager.
+
+    After the stream is exhausted, :attr:`response` is the assembled
+    :class:`ChatResponse` and :attr:`text` the full text. ``close()`` (or leaving the
+    ``with`` block, or breaking out and dropping the stream) releases the connection.
+    """
+
+    def __init__(
+        self,
+        chunks: Iterator[ChatChunk],
+        first: ChatChunk | None,
+        *,
+        provider: str,
+        model: str,
+        attempts: int = 1,
+        started: float | None = None,
+        cached: bool = False,
+        request_id: str | None = None,
+        on_complete: Callable[[ChatStream], None] | None = None,
+        on_error: Callable[[ChatStream, BaseException], None] | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._first = first
+        if request_id is None and first is not None:
+            request_id = first.request_id
+        self.headers = first.headers if first is not None else None
+        self.provider = provider
+        self.model = model
+        self.attempts = attempts
+        self.cached = cached
+        self.request_id = request_id
+        self.started = time.perf_counter() if started is None else started
+        self.first_chunk_at: float | None = time.perf_counter() if first is not None else None
+        self.finished_at: float | None = None
+        self._assembler = StreamAssembler()
+        self._done = False
+        self._closed = False
+        self._on_complete = on_complete
+        self._on_error = on_error
+        self.response: ChatResponse | None = None
+        self.chunk_count = 0
+
+    @property
+    def text(self) -> str:
+        """The first choice's text received so far (all of it once exhausted)."""
+        return self._assembler.text
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        """Seconds from the call to the first chunk."""
+        if self.first_chunk_at is None:
+            return None
+        return self.first_chunk_at - self.started
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> ChatChunk:
+        if self._done or self._closed:
+            raise StopIteration
+        if self._first is not None:
+            chunk, self._first = self._first, None
+        else:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._finish()
+                raise
+            except StreamError as exc:
+                self._fail(self._with_partial(exc))
+                raise
+            except APIError as exc:
+                error = StreamError(
+                    f"the stream broke after {self.chunk_count} chunk(s): {exc.message}",
+                    provider=exc.provider or self.provider,
+                    model=exc.model or self.model,
+                    status_code=exc.status_code,
+                    request_id=exc.request_id or self.request_id,
+                    partial_text=self.text,
+                    attempts=self.attempts,
+                )
+                self._fail(error)
+                raise error from exc
+        self.chunk_count += 1
+        self._assembler.add(chunk)
+        return chunk
+
+    def _with_partial(self, exc: StreamError) -> StreamError:
+        if not exc.partial_text:
+            exc.partial_text = self.text
+        exc.attempts = self.attempts
+        return exc
+
+    def _finish(self) -> None:
+        self._done = True
+        self.finished_at = time.perf_counter()
+        self.response = self._assembler.response(
+            provider=self.provider,
+            fallback_model=self.model,
+            request_id=self.request_id,
+            latency=self.finished_at - self.started,
+            attempts=self.attempts,
+            cached=self.cached,
+        )
+        if self._on_complete is not None:
+            self._on_complete(self)
+
+    def _fail(self, error: BaseException) -> None:
+        self._done = True
+        self.finished_at = time.perf_counter()
+        self._close_source()
+        if self._on_error is not None:
+            self._on_error(self, error)
+
+    def _close_source(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def read(self) -> ChatResponse:
+        """Consume the rest of the stream and return the assembled response."""
+        for _chunk in self:
+            pass
+        if self.response is None:  # closed early
+            raise StreamError(
+                "the stream was closed before it completed",
+                provider=self.provider,
+                model=self.model,
+                partial_text=self.text,
+            )
+        return self.response
+
+    def close(self) -> None:
+        """Stop reading and release the connection (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_source()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
