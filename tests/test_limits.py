@@ -207,7 +207,8 @@ def test_client_rejects_bad_rate_limits(make_client):
 
 @pytest.mark.slow
 def test_sixteen_threads_share_one_limit_against_a_local_server(make_client, server):
-    rate = 200.0  # well under what one Python test server on 2 cores can serve, even with coverage on
+    # well under what one Python test server on 2 cores serves, even with coverage on
+    rate = 200.0
     # a small burst absorbs thread wake-up jitter; over 3,200 requests it adds < 0.5%
     client = make_client(rate_limits={"wire": {"rps": rate, "burst": 10}})
     errors: list[BaseException] = []
