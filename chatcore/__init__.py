@@ -15,9 +15,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from chatcore._cache import CacheStats, InMemoryCache, ResponseCache, cache_key
 from chatcore._client import Client
+from chatcore._health import HealthReport, ProviderHealth
+from chatcore._limits import InMemoryRateLimiter, RateLimit
+from chatcore._log import configure_logging
+from chatcore._metrics import InMemoryMetrics, MetricsSink, RequestEvent
 from chatcore._plugins import PluginRecord, PluginWarning, list_plugins
 from chatcore._retry import RetryPolicy, with_retry
+from chatcore._settings import Settings, load_settings
+from chatcore._stream import ChatStream
 from chatcore.exceptions import (
     APIConnectionError,
     APIError,
@@ -68,17 +75,24 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheStats",
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
+    "ChatStream",
     "ChatcoreError",
     "Choice",
     "Client",
     "ConfigurationError",
     "ConflictError",
     "ContextWindowExceededError",
+    "HealthReport",
     "ImagePart",
+    "InMemoryCache",
+    "InMemoryMetrics",
+    "InMemoryRateLimiter",
     "Message",
+    "MetricsSink",
     "ModelInfo",
     "ModelNotFoundError",
     "NotFoundError",
@@ -88,16 +102,21 @@ __all__ = [
     "PluginRecord",
     "PluginWarning",
     "Provider",
+    "ProviderHealth",
     "ProviderNotFoundError",
     "ProviderSpec",
     "QuotaExceededError",
+    "RateLimit",
     "RateLimitError",
     "RateLimitExceeded",
+    "RequestEvent",
     "RequestTooLargeError",
+    "ResponseCache",
     "ResponseDecodeError",
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailableError",
+    "Settings",
     "StreamError",
     "TextPart",
     "Tool",
@@ -106,7 +125,10 @@ __all__ = [
     "Usage",
     "ValidationError",
     "__version__",
+    "cache_key",
+    "configure_logging",
     "hookimpl",
     "list_plugins",
+    "load_settings",
     "with_retry",
 ]

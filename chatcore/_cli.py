@@ -1,4 +1,5 @@
-"""The ``chatcore`` command line: ``plugins``, ``models``, ``chat`` and ``demo``.
+"""The ``chatcore`` command line: ``chat``, ``models``, ``plugins``, ``config``, ``health``,
+``serve-health`` and ``demo``.
 
 Errors print one clear line and exit non-zero: 2 usage, 3 configuration, 4 provider
 (API) errors and local rate-limit refusals, 5 network errors, 6 plugin errors, 70 an
@@ -53,6 +54,28 @@ def _parser() -> argparse.ArgumentParser:
         help="a request parameter (value parsed as JSON when possible), repeatable",
     )
     p.add_argument("--json", action="store_true", help="print the whole response as JSON")
+
+    p.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    p.add_argument(
+        "-i", "--interactive", action="store_true", help="a multi-turn session with history"
+    )
+
+    p = sub.add_parser("config", help="show the effective settings and where each comes from")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--config", metavar="PATH", help="settings file (default: ./chatcore.toml)")
+    p.add_argument("--env", choices=["dev", "staging", "prod"], help="settings profile")
+
+    p = sub.add_parser("health", help="check liveness and each provider's readiness")
+    p.add_argument("--provider", action="append", metavar="NAME", help="check only these")
+    p.add_argument("--timeout", type=float, default=2.0, help="probe timeout in seconds")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("serve-health", help="serve /livez, /readyz and /metrics over HTTP")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8686)")
+    p.add_argument(
+        "--allow-non-loopback", action="store_true", help="allow binding beyond 127.0.0.1"
+    )
 
     sub.add_parser(
         "demo", help="real chats through the bundled plugins (offline: a local stand-in)"
@@ -131,7 +154,7 @@ def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
     from chatcore.exceptions import ValidationError
 
     prompt = args.prompt
-    if prompt is None:
+    if prompt is None and not args.interactive:
         if sys.stdin.isatty():
             raise ValidationError([("prompt", "give a prompt or pipe one on stdin")])
         prompt = sys.stdin.read()
@@ -139,13 +162,125 @@ def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": prompt})
+    params = _parse_options(args.option)
     with Client() as client:
-        response = client.chat(args.model, messages, **_parse_options(args.option))
+        if args.interactive:
+            return _interactive(client, args, messages[:-1], params, out)
+        _answer(client, args, messages, params, out)
+    return 0
+
+
+def _answer(
+    client: Any,
+    args: argparse.Namespace,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    out: TextIO,
+) -> str:
+    """Send one turn; stream it to ``out`` unless --no-stream/--json; return the text."""
+    from chatcore._validate import split_model
+
+    provider = client.provider(split_model(args.model)[0])
+    if args.json or args.no_stream or "stream" not in provider.capabilities:
+        response = client.chat(args.model, messages, **params)
+        if args.json:
+            json.dump(response.to_dict(), out, indent=2)
+            out.write("\n")
+        else:
+            out.write(response.text + "\n")
+        return str(response.text)
+    with client.stream(args.model, messages, **params) as stream:
+        for chunk in stream:
+            if chunk.text:
+                out.write(chunk.text)
+                out.flush()
+        out.write("\n")
+        return str(stream.text)
+
+
+def _interactive(
+    client: Any,
+    args: argparse.Namespace,
+    history: list[dict[str, Any]],
+    params: dict[str, Any],
+    out: TextIO,
+) -> int:
+    """A read-eval loop keeping the conversation; empty line, `exit` or EOF ends it."""
+    first = args.prompt
+    out.write(f"chatcore chat with {args.model}: an empty line, 'exit' or Ctrl-D ends it\n")
+    while True:
+        if first is not None:
+            line, first = first, None
+        else:
+            out.write("> ")
+            out.flush()
+            line = sys.stdin.readline()
+            if not line:
+                break
+            line = line.rstrip("\n")
+        if not line.strip() or line.strip() in ("exit", "quit"):
+            break
+        history.append({"role": "user", "content": line})
+        reply = _answer(client, args, history, params, out)
+        history.append({"role": "assistant", "content": reply})
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the effective settings with their sources, secrets masked."""
+    from chatcore._plugins import get_plugin_host
+    from chatcore._settings import load_settings, render_config
+
+    specs = get_plugin_host().providers()
+    loaded = load_settings({"env": args.env}, config_path=args.config, provider_names=specs)
+    text = render_config(loaded, json=args.json, specs=specs)
+    out.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace, out: TextIO) -> int:
+    """Probe the providers; exit 0 when ready, 1 when not."""
+    from chatcore import Client
+    from chatcore._health import HealthChecker, render_health
+
+    with Client() as client:
+        checker = HealthChecker(client, timeout=args.timeout, ttl=0.0)
+        try:
+            report = checker.readiness(args.provider or None)
+        finally:
+            checker.close()
     if args.json:
-        json.dump(response.to_dict(), out, indent=2)
+        json.dump(report.to_dict(), out, indent=2)
         out.write("\n")
     else:
-        out.write(response.text + "\n")
+        out.write(render_health(report))
+        out.write("\n")
+    return 0 if report.ready else 1
+
+
+def cmd_serve_health(args: argparse.Namespace, out: TextIO) -> int:
+    """Serve the health endpoints until Ctrl-C or SIGTERM."""
+    import signal
+
+    from chatcore import Client
+
+    with Client() as client:
+        server = client.serve_health(
+            args.host, args.port, allow_non_loopback=args.allow_non_loopback
+        )
+
+        def stop(_signum: int, _frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        out.write(f"chatcore health endpoints on {server.url} (/livez /readyz /metrics)\n")
+        out.flush()
+        try:
+            server.join()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
     return 0
 
 
@@ -156,7 +291,15 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return run_demo(out)
 
 
-_COMMANDS = {"plugins": cmd_plugins, "models": cmd_models, "chat": cmd_chat, "demo": cmd_demo}
+_COMMANDS = {
+    "plugins": cmd_plugins,
+    "models": cmd_models,
+    "chat": cmd_chat,
+    "config": cmd_config,
+    "health": cmd_health,
+    "serve-health": cmd_serve_health,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,24 +7,30 @@ lazily, once per client, on first use.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
 from chatcore._cache import InMemoryCache, ResponseCache, cache_key
 from chatcore._limits import InMemoryRateLimiter, NullRateLimiter
+from chatcore._log import logger, register_secrets
 from chatcore._metrics import InMemoryMetrics, RequestEvent
 from chatcore._plugins import PluginHost, get_plugin_host
 from chatcore._retry import RetryPolicy
+from chatcore._settings import Settings, load_settings
 from chatcore._stream import ChatStream, chunks_from_response
 from chatcore._transport import call_deadline
 from chatcore._validate import build_request, split_model
 from chatcore.exceptions import APIError, ConfigurationError, ValidationError
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse
 from chatcore.provider import ModelInfo, Provider, ProviderSpec, resolve_config
+
+if TYPE_CHECKING:
+    from chatcore._health import HealthChecker, HealthReport, HealthServer
 
 __all__ = ["Client"]
 
@@ -44,83 +50,109 @@ class Client:
         self,
         *,
         providers: Mapping[str, Mapping[str, Any]] | None = None,
+        env: str | None = None,
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         timeout_total: float | None = None,
+        max_retry_after: float | None = None,
         rate_limits: Mapping[str, Any] | None = None,
         rate_limiter: Any = None,
         cache: Any = None,
-        cache_ttl: float | None = 600.0,
-        cache_maxsize: int = 1024,
+        cache_ttl: float | None = None,
+        cache_maxsize: int | None = None,
         metrics_sinks: Iterable[Any] = (),
+        max_total_chars: int | None = None,
+        max_request_bytes: int | None = None,
+        max_messages: int | None = None,
+        config_path: str | os.PathLike[str] | None = None,
         plugins: Iterable[Any] = (),
         plugin_host: PluginHost | None = None,
         environ: Mapping[str, str] | None = None,
-        max_total_chars: int = 100_000,
     ) -> None:
         plugins = tuple(plugins)
         if plugin_host is None:
             plugin_host = PluginHost(plugins=plugins) if plugins else get_plugin_host()
         self._host = plugin_host
-        self._environ = environ
-        self.rate_limits = dict(rate_limits or {})
-        self.retries = 0
-        self._provider_settings = {k: dict(v) for k, v in (providers or {}).items()}
-        settings = self  # hooks receive the client; later issues give them a settings object
-        policy = retry or plugin_host.retry_policy(settings) or RetryPolicy()
-        if max_retries is not None or timeout_total is not None:
-            _check_retry_overrides(max_retries, timeout_total, ConfigurationError)
-            policy = policy.with_overrides(max_retries=max_retries, timeout_total=timeout_total)
+        installed = plugin_host.providers()
+        loaded = load_settings(
+            {
+                "env": env,
+                "providers": providers,
+                "max_retries": max_retries,
+                "timeout_total": timeout_total,
+                "max_retry_after": max_retry_after,
+                "rate_limits": rate_limits,
+                "cache": cache if isinstance(cache, bool) else None,
+                "cache_ttl": cache_ttl,
+                "cache_maxsize": cache_maxsize,
+                "max_total_chars": max_total_chars,
+                "max_request_bytes": max_request_bytes,
+                "max_messages": max_messages,
+            },
+            environ=environ,
+            config_path=config_path,
+            dotenv=environ is None,  # an explicit environ stays exact (hermetic tests)
+            provider_names=installed,
+        )
+        #: The effective settings (explicit > environment > file > profile defaults).
+        self.settings: Settings = loaded.settings
+        self._loaded = loaded
+        self._environ: Mapping[str, str] = loaded.environ
+        s = self.settings
+        self._provider_settings = {
+            name: dict(options)
+            for name, options in {**loaded.file_providers, **s.providers}.items()
+        }
+        _check_providers_installed(self._provider_settings, installed)
+
+        # A policy from code or a plugin keeps its own values unless a setting was given
+        # explicitly, in the environment or in the file (profile defaults do not override).
+        knobs = ("max_retries", "timeout_total", "max_retry_after")
+        base = retry if retry is not None else plugin_host.retry_policy(s)
+        if base is None:
+            base = RetryPolicy(**{k: getattr(s, k) for k in knobs})
+        changed = {k: getattr(s, k) for k in knobs if not loaded.sources[k].startswith("profile")}
+        policy = attrs.evolve(base, **changed) if changed else base
         self.retry_policy: RetryPolicy = policy
+        self.retries = 0
+
+        self.rate_limits = dict(s.rate_limits)
         if rate_limiter is None:
-            rate_limiter = plugin_host.rate_limiter(settings)
+            rate_limiter = plugin_host.rate_limiter(s)
         if rate_limiter is None:
             rate_limiter = (
                 InMemoryRateLimiter(self.rate_limits) if self.rate_limits else NullRateLimiter()
             )
         self.rate_limiter = rate_limiter
-        self.cache_ttl = cache_ttl
-        self.cache_maxsize = cache_maxsize
+
+        self.cache_ttl = s.cache_ttl
+        self.cache_maxsize = s.cache_maxsize
         self.cache: ResponseCache | None = None
-        if cache is True:
-            self.cache = self._default_cache()
-        elif cache is not None and cache is not False:
+        if cache is not None and not isinstance(cache, bool):
             if not all(callable(getattr(cache, m, None)) for m in ("get", "set", "stats")):
                 raise ConfigurationError(
                     f"cache={cache!r}: expected True, False, or an object with get/set/stats"
                 )
             self.cache = cache
+        elif s.cache:
+            self.cache = self._default_cache()
+
         #: The built-in aggregator (``client.metrics.snapshot()``), always the first sink.
         self.metrics = InMemoryMetrics()
         self.metrics_sinks: tuple[Any, ...] = (
             self.metrics,
             *metrics_sinks,
-            *plugin_host.metrics_sinks(settings),
+            *plugin_host.metrics_sinks(s),
         )
-        self.max_total_chars = max_total_chars
+        self.max_total_chars = s.max_total_chars
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._failed_sinks: set[int] = set()
-        installed = plugin_host.providers()
-        unknown = sorted(set(self._provider_settings) - set(installed))
-        if unknown:
-            import difflib
-
-            problems = []
-            for name in unknown:
-                close = difflib.get_close_matches(name, list(installed), n=1)
-                hint = (
-                    f"did you mean {close[0]!r}?"
-                    if close
-                    else f"install its plugin (`pip install chatcore-{name}`)"
-                )
-                problems.append(f"providers[{name!r}]: no such provider is installed; {hint}")
-            listed = ", ".join(sorted(installed)) or "none"
-            raise ConfigurationError("; ".join(problems) + f" (installed providers: {listed})")
+        self._health: HealthChecker | None = None
 
     def _default_cache(self) -> ResponseCache:
         """The hook's cache (a plugin's, else the in-memory LRU+TTL)."""
-        found = self._host.cache(self)
+        found = self._host.cache(self.settings)
         if found is None:
             found = InMemoryCache(maxsize=self.cache_maxsize, ttl=self.cache_ttl)
         return cast(ResponseCache, found)
@@ -160,8 +192,9 @@ class Client:
         with self._lock:
             found = self._providers.get(name)
             if found is None:
-                config = resolve_config(spec, self._provider_settings.get(name), self._environ)
+                config = resolve_config(spec, self._loaded.provider_options(spec), self._environ)
                 found = spec.factory(config)
+                register_secrets(config.secrets)
                 self._providers[name] = found
         return found
 
@@ -253,8 +286,6 @@ class Client:
             self._log_cache_error("set", exc)
 
     def _log_cache_error(self, what: str, exc: BaseException) -> None:
-        from chatcore._log import logger
-
         logger.warning(
             "cache {what} failed: {error}", what=what, error=f"{type(exc).__name__}: {exc}"
         )
@@ -426,15 +457,39 @@ class Client:
             self._record_attempt(request, number, attempt_started, None)
             return response
 
+        logger.opt(lazy=True).debug(
+            "chat {provider}:{model} request body: {body}",
+            provider=lambda: name,
+            model=lambda: model,
+            body=lambda: request.to_openai_dict(),
+        )
         try:
             response, attempts = policy.call(attempt, on_retry=self._on_retry(request))
         except Exception as exc:
             self._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
+            logger.warning(
+                "chat {provider}:{model} failed: {error}",
+                provider=name,
+                model=model,
+                error=f"{type(exc).__name__}: {exc}",
+                attempts=getattr(exc, "attempts", 1),
+                request_id=getattr(exc, "request_id", None),
+                status=getattr(exc, "status_code", None),
+            )
             raise
         finally:
             call_deadline.reset(token)
         latency = time.perf_counter() - started
         response = attrs.evolve(response, provider=name, latency=latency, attempts=attempts)
+        logger.info(
+            "chat {provider}:{model} ok in {latency_ms:.1f} ms",
+            provider=name,
+            model=model,
+            latency_ms=latency * 1000,
+            attempts=attempts,
+            request_id=response.request_id,
+            status=200,
+        )
         self._cache_store(cache, key, response, ttl)
         self._record(request, started, response=response, attempts=attempts)
         return response
@@ -442,8 +497,6 @@ class Client:
     def _on_retry(self, request: ChatRequest) -> Callable[[int, BaseException, float], None]:
         def log_retry(attempt: int, error: BaseException, delay: float) -> None:
             self.retries += 1
-            from chatcore._log import logger
-
             logger.warning(
                 "retrying {provider}:{model} after attempt {attempt} failed with {error}"
                 " ({detail}); next attempt in {delay:.3f}s",
@@ -459,14 +512,52 @@ class Client:
 
         return log_retry
 
+    # --- health ----------------------------------------------------------------------
+
+    def _health_checker(self) -> HealthChecker:
+        from chatcore._health import HealthChecker
+
+        with self._lock:
+            if self._health is None:
+                self._health = HealthChecker(self, ttl=self.settings.readiness_ttl)
+            return self._health
+
+    def health(self, providers: Iterable[str] | None = None, refresh: bool = False) -> HealthReport:
+        """Liveness and per-provider readiness (a cheap probe each, short timeout, cached
+        ``readiness_ttl`` seconds); see :class:`~chatcore.HealthReport`."""
+        return self._health_checker().readiness(providers, refresh=refresh)
+
+    def serve_health(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        allow_non_loopback: bool = False,
+    ) -> HealthServer:
+        """Serve ``/livez``, ``/readyz`` and ``/metrics`` from a background thread (bound
+        to 127.0.0.1 by default); returns the started server (``.url``, ``.stop()``)."""
+        from chatcore._health import HealthServer, client_metrics
+
+        server = HealthServer(
+            self._health_checker(),
+            self.settings.health_host if host is None else host,
+            self.settings.health_port if port is None else port,
+            metrics=client_metrics(self),
+            allow_non_loopback=allow_non_loopback,
+        )
+        return server.start()
+
     # --- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every provider's connection pool."""
+        """Close every provider's connection pool (and the health checker's threads)."""
         with self._lock:
             providers, self._providers = list(self._providers.values()), {}
+            health, self._health = self._health, None
         for p in providers:
             p.close()
+        if health is not None:
+            health.close()
 
     def __enter__(self) -> Client:
         return self
@@ -544,13 +635,32 @@ class Client:
         if key in self._failed_sinks:
             return
         self._failed_sinks.add(key)
-        from chatcore._log import logger
-
         logger.error(
             "metrics sink {sink} failed and will not be reported again: {error}",
             sink=type(sink).__name__,
             error=f"{type(exc).__name__}: {exc}",
         )
+
+
+def _check_providers_installed(
+    configured: Mapping[str, Any], installed: Mapping[str, ProviderSpec]
+) -> None:
+    unknown = sorted(set(configured) - set(installed))
+    if not unknown:
+        return
+    import difflib
+
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(installed), n=1)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"install its plugin (`pip install chatcore-{name}`)"
+        )
+        problems.append(f"providers[{name!r}]: no such provider is installed; {hint}")
+    listed = ", ".join(sorted(installed)) or "none"
+    raise ConfigurationError("; ".join(problems) + f" (installed providers: {listed})")
 
 
 def _check_retry_overrides(

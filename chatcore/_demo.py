@@ -117,5 +117,64 @@ def run_demo(out: TextIO) -> int:
             except ChatcoreError as exc:
                 failures += 1
                 out.write(f"  {label}\n    FAILED: {type(exc).__name__}: {exc}\n")
-    out.write("\nDone.\n" if not failures else f"\n{failures} chat(s) failed.\n")
+        failures += _extras(out, client, jobs[0][0])
+    out.write("\nDone.\n" if not failures else f"\n{failures} step(s) failed.\n")
     return 1 if failures else 0
+
+
+def _extras(out: TextIO, client: Any, model: str) -> int:
+    """Streaming, a cache hit, the metrics summary and a health check on ``client``."""
+    from chatcore.exceptions import ChatcoreError
+
+    failures = 0
+    out.write("\nStreaming (chunks as they arrive):\n  ")
+    try:
+        with client.stream(model, "Stream a short greeting.", max_tokens=32) as stream:
+            for chunk in stream:
+                out.write(chunk.text)
+                out.flush()
+        ttft = stream.time_to_first_token or 0.0
+        out.write(f"\n    first chunk after {ttft * 1000:.1f} ms, {stream.chunk_count} chunks\n")
+    except ChatcoreError as exc:
+        failures += 1
+        out.write(f"FAILED: {type(exc).__name__}: {exc}\n")
+
+    out.write("\nResponse cache (the same request twice, cache=True):\n")
+    try:
+        for n in (1, 2):
+            r = client.chat(model, "What is a cache?", max_tokens=16, cache=True)
+            where = "cache HIT" if r.cached else "from the provider"
+            out.write(f"    call {n}: {where}, {r.latency * 1000:.2f} ms\n")
+        stats = client.cache.stats()
+        out.write(
+            f"    cache stats: {stats.hits} hit(s), {stats.misses} miss(es), "
+            f"hit ratio {stats.hit_ratio:.0%}, {stats.size} entr(ies)\n"
+        )
+    except ChatcoreError as exc:
+        failures += 1
+        out.write(f"    FAILED: {type(exc).__name__}: {exc}\n")
+
+    out.write("\nMetrics (client.metrics.snapshot()):\n")
+    snapshot = client.metrics.snapshot()
+    for provider, data in sorted(snapshot.get("providers", {}).items()):
+        latency = data.get("latency_seconds", {})
+        p50 = (latency.get("p50") or 0.0) * 1000
+        p95 = (latency.get("p95") or 0.0) * 1000
+        out.write(
+            f"    {provider:<12} requests {data.get('requests', 0)}, errors "
+            f"{data.get('errors', 0)}, cache hits {data.get('cache', {}).get('hits', 0)}, "
+            f"latency p50 {p50:.1f} ms, p95 {p95:.1f} ms\n"
+        )
+
+    out.write("\nHealth (client.health()):\n")
+    report = client.health()
+    for ph in report.providers:
+        ms = f"{ph.latency * 1000:.1f} ms" if ph.latency is not None else "-"
+        note = "  (not configured here)" if ph.status == "unconfigured" else ""
+        if ph.error and ph.status == "error":
+            note = "  " + ph.error
+        out.write(f"    {ph.name:<12} {ph.status:<12} {ms}{note}\n")
+    out.write(f"    live={report.live} ready={report.ready} status={report.status}\n")
+    if not report.ready:
+        failures += 1
+    return failures

@@ -1,23 +1,86 @@
 """chatcore's logger: loguru, silent until the application opts in (library etiquette),
-with every record passed through the redaction patcher."""
+with every record passed through the redaction patcher.
+
+``configure_logging(level=..., json=...)`` turns it on. Every record's message and string
+extras are redacted: credential patterns (``sk-...``, ``hf_...``, ``Bearer ...``,
+``api-key`` / ``Authorization`` values, ``key=`` query parameters) and every secret the
+process registered (providers register their configured API keys when created).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from loguru import logger as _root
 
 from chatcore._redact import redact
 
+__all__ = ["configure_logging", "logger", "register_secrets"]
+
 _root.disable("chatcore")
+
+_secrets: frozenset[str] = frozenset()
+_secrets_lock = threading.Lock()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Add secrets that must be masked in every log record from now on."""
+    global _secrets
+    new = {v for v in values if v and len(v) >= 4}
+    if not new - _secrets:
+        return
+    with _secrets_lock:
+        _secrets = _secrets | new
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value, _secrets)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact_value(v) for v in value)
+    return value
 
 
 def _patch(record: Any) -> None:
-    record["message"] = redact(record["message"])
+    record["message"] = redact(record["message"], _secrets)
     extra = record["extra"]
     for key, value in list(extra.items()):
-        if isinstance(value, str):
-            extra[key] = redact(value)
+        extra[key] = _redact_value(value)
+    exc = record.get("exception")
+    if exc is not None and exc.value is not None:
+        # the traceback text is rendered from the exception: mask its message too
+        args = getattr(exc.value, "args", ())
+        if args and isinstance(args[0], str):
+            exc.value.args = (redact(args[0], _secrets), *args[1:])
 
 
 logger = _root.patch(_patch)
+
+
+def configure_logging(
+    level: str | None = "INFO",
+    *,
+    json: bool = False,
+    sink: TextIO | Any = None,
+) -> int | None:
+    """Turn chatcore's logging on (``level=None`` turns it off again).
+
+    Records go to ``sink`` (default: stderr) as text, or as one JSON object per line with
+    ``json=True`` (loguru ``serialize``). Returns the loguru handler id, so the
+    application can ``loguru.logger.remove(handler_id)`` it later."""
+    if level is None:
+        _root.disable("chatcore")
+        return None
+    _root.enable("chatcore")
+    return _root.add(
+        sys.stderr if sink is None else sink,
+        level=level.upper(),
+        serialize=json,
+        filter=lambda record: record["name"].startswith("chatcore"),
+        format=("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level:<7} | {name} | {message} | {extra}"),
+    )
