@@ -219,7 +219,13 @@ class Client:
         provider, model_id = split_model(model)
         self._host.provider_spec(provider)
         return build_request(
-            provider, model_id, messages, params, max_total_chars=self.max_total_chars
+            provider,
+            model_id,
+            messages,
+            params,
+            max_total_chars=self.max_total_chars,
+            max_messages=self.settings.max_messages,
+            max_request_bytes=self.settings.max_request_bytes,
         )
 
     def chat(self, model: str, messages: Any, **params: Any) -> ChatResponse:
@@ -305,6 +311,8 @@ class Client:
             params,
             stream=True,
             max_total_chars=self.max_total_chars,
+            max_messages=self.settings.max_messages,
+            max_request_bytes=self.settings.max_request_bytes,
         )
         provider = self.provider(request.provider)
         if "stream" not in provider.capabilities:
@@ -379,7 +387,7 @@ class Client:
             response = stream.response
             usage = response.usage if response is not None else None
             limiter.reconcile(tickets[-1], usage.total_tokens if usage is not None else estimate)
-            if response is not None:
+            if response is not None and response.choices:
                 self._cache_store(cache, key, response, ttl)
             self._record(
                 request,
@@ -393,6 +401,10 @@ class Client:
             limiter.reconcile(tickets[-1], estimate)
             self._record(request, started, error=error, attempts=attempts)
 
+        def abandoned(stream: ChatStream) -> None:
+            # closed by the caller before the end: charge the estimate, record nothing
+            limiter.reconcile(tickets[-1], estimate)
+
         stream = ChatStream(
             chunks,
             first,
@@ -402,6 +414,7 @@ class Client:
             started=started,
             on_complete=complete,
             on_error=failed,
+            on_close=abandoned,
         )
         if first is None:  # an empty stream that ended cleanly
             next(stream, None)

@@ -12,8 +12,12 @@ from chatcore.hookspecs import hookimpl
 
 @hookimpl(trylast=True)
 def chatcore_retry_policy(settings: Any) -> RetryPolicy:
-    """The OpenAI-SDK-like default policy (2 retries)."""
-    return RetryPolicy()
+    """The OpenAI-SDK-like default policy (2 retries), with the settings' retry knobs."""
+    return RetryPolicy(
+        max_retries=getattr(settings, "max_retries", 2),
+        timeout_total=getattr(settings, "timeout_total", None),
+        max_retry_after=getattr(settings, "max_retry_after", 120.0),
+    )
 
 
 @hookimpl(trylast=True)

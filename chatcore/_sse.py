@@ -11,6 +11,7 @@ and on a stream that ends without its terminator.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SSEEvent",
     "chunk_from_dict",
+    "drain",
     "iter_sse",
     "openai_chunks",
     "stream_chat_completions",
@@ -83,7 +85,12 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
     event = ""
     event_id: str | None = None
     retry: int | None = None
+    first = True
     for line in _lines(chunks):
+        if first:
+            first = False
+            if line.startswith("\ufeff"):  # the SSE spec ignores one leading BOM
+                line = line[1:]
         if not line:
             if data:
                 yield SSEEvent("\n".join(data), event or "message", event_id, retry)
@@ -112,7 +119,12 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
 
 
 def stream_error_from_event(
-    payload: Mapping[str, Any], *, provider: str | None, model: str | None, partial_text: str = ""
+    payload: Mapping[str, Any],
+    *,
+    provider: str | None,
+    model: str | None,
+    partial_text: str = "",
+    secrets: Iterable[str] = (),
 ) -> StreamError:
     """The :class:`StreamError` for an in-band ``{"error": ...}`` event (any provider shape)."""
     info = parse_error_body(payload)
@@ -129,6 +141,7 @@ def stream_error_from_event(
         error_type=info.get("type"),
         should_retry=retryable,
         partial_text=partial_text,
+        secrets=secrets,
     )
 
 
@@ -169,7 +182,11 @@ def openai_chunks(
             continue
         if payload.get("error") is not None and not payload.get("choices"):
             raise stream_error_from_event(
-                payload, provider=provider, model=model, partial_text="".join(text)
+                payload,
+                provider=provider,
+                model=model,
+                partial_text="".join(text),
+                secrets=secrets,
             )
         chunk = chunk_from_dict(payload, provider=provider, fallback_model=model)
         content = chunk.text
@@ -246,6 +263,14 @@ def stream_chat_completions(
                 chunk = attrs.evolve(chunk, request_id=request_id_from(headers), headers=headers)
                 first = False
             yield chunk
+        drain(events)
     finally:
         chunks.close()
         events.close()
+
+
+def drain(events: Iterator[SSEEvent], limit: int = 8) -> None:
+    """Read what follows the terminator (the chunked body's last, empty chunk), so the
+    connection goes back to the pool instead of being closed."""
+    for _ in itertools.islice(events, limit):
+        pass

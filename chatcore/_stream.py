@@ -235,6 +235,7 @@ class ChatStream:
         request_id: str | None = None,
         on_complete: Callable[[ChatStream], None] | None = None,
         on_error: Callable[[ChatStream, BaseException], None] | None = None,
+        on_close: Callable[[ChatStream], None] | None = None,
     ) -> None:
         self._chunks = chunks
         self._first = first
@@ -254,6 +255,7 @@ class ChatStream:
         self._closed = False
         self._on_complete = on_complete
         self._on_error = on_error
+        self._on_close = on_close
         self.response: ChatResponse | None = None
         self.chunk_count = 0
 
@@ -353,6 +355,8 @@ class ChatStream:
             return
         self._closed = True
         self._close_source()
+        if not self._done and self._on_close is not None:
+            self._on_close(self)
 
     def __enter__(self) -> ChatStream:
         return self

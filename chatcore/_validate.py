@@ -65,6 +65,8 @@ def build_request(
     *,
     stream: bool = False,
     max_total_chars: int = 100_000,
+    max_messages: int = 2048,
+    max_request_bytes: int = 4 * 1024 * 1024,
 ) -> ChatRequest:
     """Normalize and check everything; raise one :class:`ValidationError` listing every
     problem found (messages, parameters, conversation rules)."""
@@ -77,6 +79,10 @@ def build_request(
     if not msgs and not problems:
         problems.append(("messages", "at least one message is required"))
     problems.extend(_check_messages(msgs, max_total_chars))
+    if len(msgs) > max_messages:
+        problems.append(
+            ("messages", f"{len(msgs)} messages, over the limit of {max_messages} (max_messages)")
+        )
 
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -128,9 +134,47 @@ def build_request(
             problems.extend(_problems(exc, "tools"))
     if problems:
         raise ValidationError(problems)
-    return ChatRequest(
+    request = ChatRequest(
         provider=provider, model=model, messages=msgs, stream=stream, extra=extra, **kwargs
     )
+    if max_request_bytes and _may_exceed(msgs, max_request_bytes):
+        size = _request_bytes(request)
+        if size is None:
+            raise ValidationError([("extra", "parameters must be JSON values")])
+        if size > max_request_bytes:
+            raise ValidationError(
+                [
+                    (
+                        "request",
+                        f"the request body is {size} bytes, over the limit of"
+                        f" {max_request_bytes} (max_request_bytes)",
+                    )
+                ]
+            )
+    return request
+
+
+def _may_exceed(msgs: tuple[Message, ...], limit: int) -> bool:
+    """A cheap lower-bound check: only measure the exact JSON size when the text alone
+    could reach the limit after JSON escaping (images as data URLs are counted by their URL)."""
+    total = 0
+    for m in msgs:
+        if isinstance(m.content, str):
+            total += len(m.content)
+        elif m.content:
+            for part in m.content:
+                url = getattr(getattr(part, "image_url", None), "url", "")
+                total += len(getattr(part, "text", "")) + len(url)
+    return total * 6 >= limit  # JSON escaping grows a character to at most 6 bytes
+
+
+def _request_bytes(request: ChatRequest) -> int | None:
+    import json
+
+    try:
+        return len(json.dumps(request.to_openai_dict(), ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError):
+        return None
 
 
 def _check_messages(msgs: tuple[Message, ...], max_total_chars: int) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ import attrs
 from chatcore._sse import (
     SSEEvent,
     chunk_from_dict,
+    drain,
     iter_sse,
     openai_chunks,
     stream_chat_completions,
@@ -42,6 +43,7 @@ __all__ = [
     "SSEEvent",
     "Secret",
     "chunk_from_dict",
+    "drain",
     "iter_sse",
     "model_infos",
     "openai_chunks",

@@ -16,7 +16,9 @@ from chatcore.testing.server import Reply, StandInServer
 WIRE_PLUGIN = """
 import chatcore
 from chatcore.models import ChatResponse
-from chatcore.provider import Option, Provider, ProviderSpec, model_infos
+from chatcore.provider import (
+    Option, Provider, ProviderSpec, model_infos, stream_chat_completions,
+)
 
 
 class Wire(Provider):
@@ -35,10 +37,16 @@ class Wire(Provider):
     def list_models(self):
         return model_infos(self.name, self.transport.request("GET", "/models").data["data"])
 
+    def stream(self, request):
+        body = dict(request.to_openai_dict(), stream=True)
+        yield from stream_chat_completions(
+            self.transport, "/chat/completions", body, provider=self.name, model=request.model
+        )
+
 
 @chatcore.hookimpl
 def chatcore_providers():
-    return [ProviderSpec(name="clitest", factory=Wire,
+    return [ProviderSpec(name="clitest", factory=Wire, capabilities={"chat", "stream", "models"},
                          options={"api_key": Option(secret=True, env=("CLITEST_KEY",))})]
 """
 
@@ -158,3 +166,111 @@ def test_broken_pipe_is_quiet(monkeypatch, capsys):
         except BrokenPipeError:
             pass
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_chat_streams_by_default_and_interactive_keeps_history(env):
+    key = "sk-cli-test-key-0123456789"
+    with StandInServer(api_key=key) as server:
+        env = {**env, "CLITEST_KEY": key, "CHATCORE_CLITEST_BASE_URL": server.base_url}
+        out = run(["chat", "-m", "clitest:gpt-4o-mini", "-s", "be brief", "Stream me"], env)
+        assert out.returncode == 0, out.stderr
+        assert "Stream me" in out.stdout
+        body = server.requests[-1].json()
+        assert body["stream"] is True
+        assert body["messages"][0] == {"role": "system", "content": "be brief"}
+        server.clear()
+        session = run(
+            ["chat", "-m", "clitest:gpt-4o-mini", "-i", "--no-stream"],
+            env,
+            input="first question\nsecond question\n\n",
+        )
+        assert session.returncode == 0, session.stderr
+        assert len(server.requests) == 2
+        second = server.requests[1].json()["messages"]
+        assert [m["role"] for m in second] == ["user", "assistant", "user"]
+        assert second[0]["content"] == "first question"
+        assert "first question" in second[1]["content"]
+
+
+def test_config_command_masks_secrets(env, tmp_path):
+    secret = "sk-config-secret-0123456789abcdef"
+    (tmp_path / "chatcore.toml").write_text(
+        f'max_retries = 4\n[providers.clitest]\napi_key = "{secret}"\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "chatcore._cli", "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "max_retries" in out.stdout
+    assert "4" in out.stdout
+    assert secret not in out.stdout
+    as_json = subprocess.run(
+        [sys.executable, "-m", "chatcore._cli", "config", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert secret not in as_json.stdout
+    json.loads(as_json.stdout)
+    bad = run(["config", "--config", str(tmp_path / "missing.toml")], env)
+    assert bad.returncode == 3
+
+
+def test_health_command_exit_codes(env):
+    key = "sk-cli-test-key-0123456789"
+    with StandInServer(api_key=key) as server:
+        good = {**env, "CLITEST_KEY": key, "CHATCORE_CLITEST_BASE_URL": server.base_url}
+        out = run(["health", "--json"], good)
+        assert out.returncode == 0, out.stdout + out.stderr
+        report = json.loads(out.stdout)
+        assert report["ready"] is True
+        bad = {
+            **env,
+            "CLITEST_KEY": "sk-wrong-key-0123456789",
+            "CHATCORE_CLITEST_BASE_URL": server.base_url,
+        }
+        out = run(["health", "--provider", "clitest"], bad)
+        assert out.returncode == 1
+        assert "AuthenticationError" in out.stdout
+        assert "sk-wrong-key-0123456789" not in out.stdout
+
+
+def test_serve_health_serves_until_terminated(env):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatcore._cli", "serve-health", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"127.0.0.1:{port}" in out

@@ -495,7 +495,11 @@ def test_secrets_are_masked_in_every_output(tmp_path: Path) -> None:
     assert loaded.settings.providers["azure"]["ad_token"] == "argSECRETtoken123"
 
 
-_SECRETS = st.text(alphabet=string.ascii_letters + string.digits + "_", min_size=10)
+# Realistic secrets: a vendor-like prefix and at least 16 random characters (a 10-letter
+# "secret" such as "health_hos" can occur in any output by chance).
+_SECRETS = st.text(alphabet=string.ascii_letters + string.digits, min_size=16).map(
+    lambda s: "sk-" + s
+)
 
 
 @settings(max_examples=60, deadline=None)

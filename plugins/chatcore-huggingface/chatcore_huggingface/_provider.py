@@ -16,6 +16,7 @@ from chatcore.provider import (
     ModelInfo,
     Provider,
     ProviderConfig,
+    drain,
     stream_chat_completions,
 )
 from chatcore_huggingface._spec import DEFAULT_BASE_URL
@@ -116,11 +117,18 @@ class HuggingFaceProvider(Provider):
                 on_open=remember,
             )
             try:
-                yield from generate_stream_chunks(
+                first = True
+                for chunk in generate_stream_chunks(
                     events,
                     request,
                     request_id=lambda: request_id_from(opened.get("headers") or {}),
-                )
+                    secrets=transport.secrets,
+                ):
+                    if first:
+                        chunk = attrs.evolve(chunk, headers=opened.get("headers"))
+                        first = False
+                    yield chunk
+                drain(events)
             finally:
                 events.close()
             return

@@ -436,6 +436,7 @@ def generate_stream_chunks(
     request: ChatRequest,
     *,
     request_id: Callable[[], str | None],
+    secrets: tuple[str, ...] = (),
 ) -> Iterator[ChatChunk]:
     """Turn TGI ``/generate_stream`` token events into chat chunks: one content delta per
     non-special token; the last event (``generated_text`` set) gives the finish reason and
@@ -458,7 +459,11 @@ def generate_stream_chunks(
             continue
         if payload.get("error") is not None:
             raise stream_error_from_event(
-                payload, provider=PROVIDER, model=request.model, partial_text="".join(text)
+                payload,
+                provider=PROVIDER,
+                model=request.model,
+                partial_text="".join(text),
+                secrets=secrets,
             )
         if not chunk_id:
             chunk_id = request_id() or _new_id("gen")
