@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/chatcore-openai plugins/chatcore-huggingface
+PLUGINS := plugins/chatcore-openai plugins/chatcore-huggingface plugins/chatcore-prometheus
 STAMP := $(VENV)/.chatcore-installed
 
 .PHONY: demo test venv lint type check clean

@@ -13,11 +13,11 @@ the ``chatcore`` entry-point group on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from chatcore._cache import CacheStats, InMemoryCache, ResponseCache, cache_key
 from chatcore._client import Client
-from chatcore._health import HealthReport, ProviderHealth
 from chatcore._limits import InMemoryRateLimiter, RateLimit
 from chatcore._log import configure_logging
 from chatcore._metrics import InMemoryMetrics, MetricsSink, RequestEvent
@@ -67,6 +67,33 @@ from chatcore.models import (
     Usage,
 )
 from chatcore.provider import ModelInfo, Provider, ProviderSpec
+
+if TYPE_CHECKING:
+    from chatcore._cache import CacheStats, InMemoryCache, ResponseCache, cache_key
+    from chatcore._health import HealthReport, ProviderHealth
+
+#: Names imported on first access (PEP 562): they pull in modules that ``import chatcore``
+#: does not need (the cache's cachetools, the health server's http.server).
+_LAZY = {
+    "CacheStats": "chatcore._cache",
+    "InMemoryCache": "chatcore._cache",
+    "ResponseCache": "chatcore._cache",
+    "cache_key": "chatcore._cache",
+    "HealthReport": "chatcore._health",
+    "ProviderHealth": "chatcore._health",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chatcore' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "APIConnectionError",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from chatcore._cache import InMemoryCache, ResponseCache, cache_key
+from chatcore._deadline import call_deadline
 from chatcore._limits import InMemoryRateLimiter, NullRateLimiter
 from chatcore._log import logger, register_secrets
 from chatcore._metrics import InMemoryMetrics, RequestEvent
@@ -23,13 +23,13 @@ from chatcore._plugins import PluginHost, get_plugin_host
 from chatcore._retry import RetryPolicy
 from chatcore._settings import Settings, load_settings
 from chatcore._stream import ChatStream, chunks_from_response
-from chatcore._transport import call_deadline
 from chatcore._validate import build_request, split_model
 from chatcore.exceptions import APIError, ConfigurationError, ValidationError
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse
 from chatcore.provider import ModelInfo, Provider, ProviderSpec, resolve_config
 
 if TYPE_CHECKING:
+    from chatcore._cache import ResponseCache
     from chatcore._health import HealthChecker, HealthReport, HealthServer
 
 __all__ = ["Client"]
@@ -152,10 +152,12 @@ class Client:
 
     def _default_cache(self) -> ResponseCache:
         """The hook's cache (a plugin's, else the in-memory LRU+TTL)."""
+        from chatcore._cache import InMemoryCache
+
         found = self._host.cache(self.settings)
         if found is None:
             found = InMemoryCache(maxsize=self.cache_maxsize, ttl=self.cache_ttl)
-        return cast(ResponseCache, found)
+        return cast("ResponseCache", found)
 
     def _call_cache(self, choice: Any) -> ResponseCache | None:
         """The cache for one call: ``cache=False`` skips it, ``cache=True`` turns it on
@@ -265,6 +267,8 @@ class Client:
     ) -> tuple[str | None, ChatResponse | None]:
         if cache is None:
             return None, None
+        from chatcore._cache import cache_key
+
         try:
             key = cache_key(
                 request, base_url=provider.base_url, plugin_version=provider.config.spec.version

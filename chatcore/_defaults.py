@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatcore._cache import InMemoryCache
 from chatcore._limits import InMemoryRateLimiter
 from chatcore._retry import RetryPolicy
 from chatcore.hookspecs import hookimpl
@@ -28,8 +27,10 @@ def chatcore_rate_limiter(settings: Any) -> InMemoryRateLimiter:
 
 
 @hookimpl(trylast=True)
-def chatcore_cache(settings: Any) -> InMemoryCache:
+def chatcore_cache(settings: Any) -> Any:
     """The in-memory LRU + TTL cache (called only when caching is turned on)."""
+    from chatcore._cache import InMemoryCache
+
     return InMemoryCache(
         maxsize=getattr(settings, "cache_maxsize", 1024),
         ttl=getattr(settings, "cache_ttl", 600.0),

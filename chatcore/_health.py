@@ -40,8 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 
+from chatcore._deadline import call_deadline
 from chatcore._redact import redact
-from chatcore._transport import call_deadline
 from chatcore.exceptions import ConfigurationError, ProviderNotFoundError
 from chatcore.provider import Option, Secret
 
@@ -404,14 +404,22 @@ class HealthChecker:
 
 
 def client_metrics(client: object) -> Callable[[], str]:
-    """A ``/metrics`` source that calls ``client.metrics.prometheus_text()`` at each scrape.
+    """A ``/metrics`` source called at each scrape: a metrics sink of the client that renders
+    Prometheus text itself (e.g. the chatcore-prometheus plugin's) wins; otherwise the
+    built-in aggregator's ``prometheus_text()``. Only one is served: both use the same
+    metric names, and Prometheus rejects a scrape with duplicate series.
 
-    While the client has no metrics aggregator the call raises :class:`LookupError`, which
+    While the client has no metrics at all the call raises :class:`LookupError`, which
     :class:`HealthServer` answers with 503."""
 
     def scrape() -> str:
-        metrics = getattr(client, "metrics", None)
-        render = getattr(metrics, "prometheus_text", None)
+        builtin = getattr(client, "metrics", None)
+        for sink in getattr(client, "metrics_sinks", ()) or ():
+            if sink is not builtin:
+                render = getattr(sink, "prometheus_text", None)
+                if callable(render):
+                    return str(render())
+        render = getattr(builtin, "prometheus_text", None)
         if not callable(render):
             raise LookupError("this client has no metrics aggregator")
         return str(render())

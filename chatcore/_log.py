@@ -14,13 +14,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from loguru import logger as _root
-
 from chatcore._redact import redact
 
 __all__ = ["configure_logging", "logger", "register_secrets"]
-
-_root.disable("chatcore")
 
 _secrets: frozenset[str] = frozenset()
 _secrets_lock = threading.Lock()
@@ -59,7 +55,35 @@ def _patch(record: Any) -> None:
             exc.value.args = (redact(args[0], _secrets), *args[1:])
 
 
-logger = _root.patch(_patch)
+_state: dict[str, Any] = {}
+_state_lock = threading.Lock()
+
+
+def _loguru() -> Any:
+    """loguru's root logger, imported and set up (chatcore disabled) on first use."""
+    root = _state.get("root")
+    if root is None:
+        with _state_lock:
+            root = _state.get("root")
+            if root is None:
+                from loguru import logger as loaded
+
+                loaded.disable("chatcore")
+                _state["patched"] = loaded.patch(_patch)
+                _state["root"] = root = loaded
+    return root
+
+
+class _LazyLogger:
+    """chatcore's patched loguru logger, imported on the first log call (loguru costs tens
+    of milliseconds to import; ``import chatcore`` should not pay it)."""
+
+    def __getattr__(self, name: str) -> Any:
+        _loguru()
+        return getattr(_state["patched"], name)
+
+
+logger: Any = _LazyLogger()
 
 
 def configure_logging(
@@ -73,14 +97,16 @@ def configure_logging(
     Records go to ``sink`` (default: stderr) as text, or as one JSON object per line with
     ``json=True`` (loguru ``serialize``). Returns the loguru handler id, so the
     application can ``loguru.logger.remove(handler_id)`` it later."""
+    root = _loguru()
     if level is None:
-        _root.disable("chatcore")
+        root.disable("chatcore")
         return None
-    _root.enable("chatcore")
-    return _root.add(
+    root.enable("chatcore")
+    handler: int = root.add(
         sys.stderr if sink is None else sink,
         level=level.upper(),
         serialize=json,
         filter=lambda record: record["name"].startswith("chatcore"),
         format=("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level:<7} | {name} | {message} | {extra}"),
     )
+    return handler

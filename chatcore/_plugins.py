@@ -9,7 +9,6 @@ work. ``CHATCORE_STRICT_PLUGINS=1`` turns such a failure into :class:`PluginLoad
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import threading
 import warnings
@@ -75,7 +74,7 @@ class PluginHost:
         load_entry_points: bool = True,
         plugins: Iterable[Any] = (),
         environ: Mapping[str, str] | None = None,
-        entry_points: Sequence[importlib.metadata.EntryPoint] | None = None,
+        entry_points: Sequence[Any] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.strict = _truthy(env.get("CHATCORE_STRICT_PLUGINS"))
@@ -99,6 +98,8 @@ class PluginHost:
             builtin=True,
         )
         if load_entry_points:
+            import importlib.metadata
+
             eps = (
                 entry_points
                 if entry_points is not None
@@ -112,7 +113,7 @@ class PluginHost:
 
     # --- loading ---------------------------------------------------------------------
 
-    def _load_entry_point(self, ep: importlib.metadata.EntryPoint) -> None:
+    def _load_entry_point(self, ep: Any) -> None:
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
         dist_version = dist.version if dist is not None else None

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
-import tenacity
 
 from chatcore.exceptions import (
     APIConnectionError,
@@ -114,11 +113,13 @@ class RetryPolicy:
         ``on_retry(attempt_number, error, delay)`` is called before each wait (as is the
         policy's own ``on_retry``). Returns ``(result, attempts)``; a final failure is
         raised with ``.attempts`` set."""
+        import tenacity  # imported on the first call, not at ``import chatcore``
+
         started = self.clock()
         policy = self
         callbacks = [cb for cb in (self.on_retry, on_retry) if cb is not None]
 
-        def retry_condition(state: tenacity.RetryCallState) -> bool:
+        def retry_condition(state: Any) -> bool:
             outcome = state.outcome
             if outcome is None or not outcome.failed:
                 return False
@@ -134,7 +135,7 @@ class RetryPolicy:
                 and policy.clock() + delay - started >= policy.timeout_total
             )
 
-        def wait(state: tenacity.RetryCallState) -> float:
+        def wait(state: Any) -> float:
             error = state.outcome.exception() if state.outcome else None
             delay = policy.next_delay(state.attempt_number - 1, error) if error else 0.0
             delay = delay or 0.0

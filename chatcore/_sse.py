@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from chatcore.exceptions import StreamError, parse_error_body, request_id_from
-from chatcore.models import ChatChunk, Usage, lenient_converter
+from chatcore.models import ChatChunk, Usage, _lenient
 
 if TYPE_CHECKING:
     from chatcore._transport import HttpTransport
@@ -212,7 +212,7 @@ def chunk_from_dict(
     usage = None
     if isinstance(usage_data, Mapping):
         try:
-            usage = lenient_converter.structure(usage_data, Usage)
+            usage = _lenient().structure(usage_data, Usage)
         except Exception:  # a malformed usage block must not kill the stream
             usage = None
     created = payload.get("created")

@@ -4,7 +4,6 @@ place where HTTP failures become typed chatcore errors."""
 
 from __future__ import annotations
 
-import contextvars
 import json
 import platform
 import time
@@ -17,6 +16,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from chatcore import __version__
+from chatcore._deadline import call_deadline
 from chatcore._sse import SSEEvent, iter_sse
 from chatcore.exceptions import (
     APIError,
@@ -28,12 +28,6 @@ from chatcore.exceptions import (
 )
 
 _PY = platform.python_version()
-
-#: Monotonic deadline of the current call (set by the pipeline from ``timeout_total``);
-#: each attempt's read timeout is cut to what remains of it.
-call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "chatcore_call_deadline", default=None
-)
 
 
 @attrs.frozen

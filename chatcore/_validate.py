@@ -15,8 +15,8 @@ from chatcore.models import (
     ChatRequest,
     Message,
     Tool,
+    _strict,
     normalize_messages,
-    strict_converter,
 )
 
 _MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -125,8 +125,7 @@ def build_request(
     if "tools" in kwargs and not problems:
         try:
             kwargs["tools"] = tuple(
-                t if isinstance(t, Tool) else strict_converter.structure(t, Tool)
-                for t in kwargs["tools"]
+                t if isinstance(t, Tool) else _strict().structure(t, Tool) for t in kwargs["tools"]
             )
         except Exception as exc:
             from chatcore.models import _problems

@@ -38,15 +38,15 @@ HTTP answers and ``requests`` exceptions are turned into these classes in one pl
 
 from __future__ import annotations
 
-import email.utils
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from chatcore._redact import redact
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = [
     "APIConnectionError",
@@ -330,6 +330,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         return float(value)
     except ValueError:
         pass
+    import email.utils  # only for the rare HTTP-date form
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -453,6 +455,8 @@ def error_from_requests_exception(
 ) -> APIError:
     """Map a ``requests`` exception to :class:`APIConnectionError`, :class:`APITimeoutError`
     or :class:`ResponseDecodeError`; the caller raises it ``from exc``."""
+    import requests  # only a transport that already imported requests gets here
+
     kind = type(exc).__name__
     cls: type[APIError]
     if isinstance(exc, requests.Timeout):

@@ -10,15 +10,21 @@ provider payloads (APIs add fields; unknown keys are ignored).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 import attrs
-import cattrs
-import cattrs.v
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from chatcore.exceptions import ResponseDecodeError, ValidationError
+
+if TYPE_CHECKING:
+    import cattrs
+
+    #: The strict converter for user input (built on first use; see ``__getattr__``).
+    strict_converter: cattrs.Converter
+    #: The lenient converter for provider payloads (built on first use).
+    lenient_converter: cattrs.Converter
 
 __all__ = [
     "AudioPart",
@@ -220,7 +226,7 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI wire shape of this message."""
-        result: dict[str, Any] = lenient_converter.unstructure(self, Message)
+        result: dict[str, Any] = _lenient().unstructure(self, Message)
         return result
 
     @classmethod
@@ -273,7 +279,7 @@ class ChatRequest:
             if value is None:
                 continue
             if name == "tools":
-                value = [lenient_converter.unstructure(t, Tool) for t in value]
+                value = [_lenient().unstructure(t, Tool) for t in value]
             elif isinstance(value, tuple):
                 value = list(value)
             out[name] = value
@@ -404,7 +410,7 @@ class ChatResponse:
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI ``chat.completion`` shape (chatcore's own fields left out)."""
-        result: dict[str, Any] = lenient_converter.unstructure(self, ChatResponse)
+        result: dict[str, Any] = _lenient().unstructure(self, ChatResponse)
         return result
 
     @classmethod
@@ -412,7 +418,7 @@ class ChatResponse:
         """Build a response from a provider's ``chat.completion`` payload (lenient: unknown
         keys are ignored; a payload that does not fit raises :class:`ResponseDecodeError`)."""
         try:
-            resp = lenient_converter.structure(data, ChatResponse)
+            resp = _lenient().structure(data, ChatResponse)
         except Exception as exc:  # cattrs raises several classes, all meaning "does not fit"
             raise ResponseDecodeError(
                 "the provider's chat.completion payload does not fit: "
@@ -482,7 +488,7 @@ class ChatChunk:
             "choices": [dict(c) for c in self.choices],
         }
         if self.usage is not None:
-            out["usage"] = lenient_converter.unstructure(self.usage, Usage)
+            out["usage"] = _lenient().unstructure(self.usage, Usage)
         return out
 
 
@@ -505,7 +511,7 @@ def _strict_scalar(expected: type[Any] | tuple[type[Any], ...], name: str) -> Ca
     return hook
 
 
-def _structure_content(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+def _structure_content(conv: cattrs.Converter, lenient: bool) -> Callable[[Any, Any], Any]:
     def hook(value: Any, _type: Any) -> Any:
         if value is None or isinstance(value, str):
             return value
@@ -515,7 +521,7 @@ def _structure_content(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
                 if isinstance(part, tuple(_PART_TYPES.values())):
                     parts.append(part)
                     continue
-                if isinstance(part, str) and conv is lenient_converter:
+                if isinstance(part, str) and lenient:
                     parts.append(TextPart(part))
                     continue
                 if not isinstance(part, Mapping):
@@ -593,6 +599,8 @@ def _with_refusal(hook: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict
 
 
 def _make_converter(strict: bool, detailed: bool | None = None) -> cattrs.Converter:
+    import cattrs  # imported with the first converter, not at ``import chatcore``
+
     conv = cattrs.Converter(
         omit_if_default=True,
         forbid_extra_keys=strict,
@@ -622,11 +630,6 @@ def _is_type(expected: Any) -> Callable[[Any], bool]:
     return predicate
 
 
-strict_converter: cattrs.Converter = _make_converter(strict=True)
-lenient_converter: cattrs.Converter = _make_converter(strict=False)
-
-_diagnostic_converter: cattrs.Converter = _make_converter(strict=False, detailed=True)
-
 _MODEL_CLASSES: tuple[type[Any], ...] = (
     TextPart,
     ImageURL,
@@ -649,8 +652,11 @@ _MODEL_CLASSES: tuple[type[Any], ...] = (
 
 
 def _register_models(conv: cattrs.Converter) -> None:
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
     conv.register_structure_hook_func(
-        _is_type(Union[str, tuple[ContentPart, ...], None]), _structure_content(conv)
+        _is_type(Union[str, tuple[ContentPart, ...], None]),
+        _structure_content(conv, lenient=not conv.forbid_extra_keys),
     )
     for cls in _MODEL_CLASSES:
         overrides: dict[str, Any] = {
@@ -665,15 +671,48 @@ def _register_models(conv: cattrs.Converter) -> None:
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **skip))
 
 
-for _conv in (strict_converter, lenient_converter, _diagnostic_converter):
-    _register_models(_conv)
+_converters: dict[str, cattrs.Converter] = {}
+_converters_lock = threading.Lock()
+
+
+def _converter(kind: str) -> cattrs.Converter:
+    """The converter ``kind`` ("strict", "lenient" or "diagnostic"), generated on first use
+    (building them costs tens of milliseconds: not at ``import chatcore``)."""
+    found = _converters.get(kind)
+    if found is not None:
+        return found
+    with _converters_lock:
+        found = _converters.get(kind)
+        if found is None:
+            found = _make_converter(
+                strict=kind == "strict", detailed=True if kind == "diagnostic" else None
+            )
+            _register_models(found)
+            _converters[kind] = found
+    return found
+
+
+def _strict() -> cattrs.Converter:
+    return _converters.get("strict") or _converter("strict")
+
+
+def _lenient() -> cattrs.Converter:
+    return _converters.get("lenient") or _converter("lenient")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "strict_converter":
+        return _strict()
+    if name == "lenient_converter":
+        return _lenient()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _diagnose(data: Any, cls: type[Any], exc: BaseException) -> str:
     """Explain a lenient structuring failure with paths (re-run with detailed validation;
     only on the error path, so the fast path stays fast)."""
     try:
-        _diagnostic_converter.structure(data, cls)
+        _converter("diagnostic").structure(data, cls)
     except Exception as detailed:
         return _describe(detailed)
     return _describe(exc)  # pragma: no cover - the two converters agree
@@ -681,6 +720,8 @@ def _diagnose(data: Any, cls: type[Any], exc: BaseException) -> str:
 
 def _describe(exc: BaseException) -> str:
     try:
+        import cattrs
+
         msgs = cattrs.transform_error(exc)
     except Exception:  # pragma: no cover - transform_error accepts any exception
         msgs = [str(exc)]
@@ -690,6 +731,8 @@ def _describe(exc: BaseException) -> str:
 def _problems(exc: BaseException, path: str) -> list[tuple[str, str]]:
     """Turn a cattrs structuring failure into ``(path, message)`` pairs."""
     out: list[tuple[str, str]] = []
+    import cattrs
+
     for line in cattrs.transform_error(exc, path=path, format_exception=_format_exception):
         msg, _, where = line.rpartition(" @ ")
         if not msg:
@@ -711,6 +754,8 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
             return text
     if isinstance(exc, KeyError):
         return "required key missing"
+    import cattrs.v
+
     return cattrs.v.format_exception(exc, type_)
 
 
@@ -720,7 +765,7 @@ def message_from_dict(data: Mapping[str, Any], *, path: str = "message") -> Mess
     if not isinstance(data, Mapping):
         raise ValidationError([(path, f"expected an object, got {type(data).__name__}")])
     try:
-        return strict_converter.structure(data, Message)
+        return _strict().structure(data, Message)
     except Exception as exc:
         raise ValidationError(_problems(exc, path)) from exc
 

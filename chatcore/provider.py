@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -26,9 +26,11 @@ from chatcore._sse import (
     stream_chat_completions,
     stream_error_from_event,
 )
-from chatcore._transport import HttpResult, HttpTransport
 from chatcore.exceptions import ConfigurationError
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse, to_tuple
+
+if TYPE_CHECKING:
+    from chatcore._transport import HttpResult, HttpTransport
 
 __all__ = [
     "CAPABILITIES",
@@ -353,6 +355,8 @@ class Provider:
         params: Mapping[str, str] | None = None,
     ) -> HttpTransport:
         """A transport configured from the common options (timeouts, pool size, secrets)."""
+        from chatcore._transport import HttpTransport
+
         return HttpTransport(
             provider=self.name,
             base_url=base_url,
@@ -388,3 +392,12 @@ def model_infos(provider: str, data: Iterable[Mapping[str, Any]]) -> list[ModelI
                 )
             )
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # the transport (and so requests) is imported on first use, not at ``import chatcore``
+    if name in ("HttpResult", "HttpTransport"):
+        from chatcore import _transport
+
+        return getattr(_transport, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
