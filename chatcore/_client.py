@@ -31,6 +31,7 @@ from chatcore.provider import ModelInfo, Provider, ProviderSpec, resolve_config
 if TYPE_CHECKING:
     from chatcore._cache import ResponseCache
     from chatcore._health import HealthChecker, HealthReport, HealthServer
+    from chatcore._tools import ToolRun
 
 __all__ = ["Client"]
 
@@ -230,14 +231,24 @@ class Client:
             max_request_bytes=self.settings.max_request_bytes,
         )
 
-    def chat(self, model: str, messages: Any, **params: Any) -> ChatResponse:
+    def chat(
+        self, model: str, messages: Any, *, response_model: Any = None, **params: Any
+    ) -> ChatResponse:
         """Send a chat and return the answer.
 
         ``model`` is ``"provider:model"``; ``messages`` a string, a message or dict, or a
         list of them; ``params`` the OpenAI-style parameters (``temperature``,
         ``max_tokens``, ``tools``, ...), ``extra={...}`` for provider-specific ones, and
         ``max_retries`` / ``timeout_total`` to override the retry policy for this call.
+        With ``response_model=`` an attrs class, the model is asked for JSON of that
+        schema and ``response.parsed`` is the structured instance (see
+        :func:`chatcore.chat_structured`).
         """
+        if response_model is not None:
+            from chatcore._structured import chat_structured
+
+            result = chat_structured(self, model, messages, response_model, **params)
+            return attrs.evolve(result.response, parsed=result.parsed)
         policy, cache, ttl = self._call_options(params)
         request = self.build_request(model, messages, **params)
         provider = self.provider(request.provider)
@@ -299,6 +310,14 @@ class Client:
         logger.warning(
             "cache {what} failed: {error}", what=what, error=f"{type(exc).__name__}: {exc}"
         )
+
+    def run_tools(self, model: str, messages: Any, tools: Any, **kwargs: Any) -> ToolRun:
+        """Run the tool loop: call the model with ``tools`` (Python callables), execute the
+        calls it asks for, feed the results back, until it answers (see
+        :func:`chatcore.run_tools`)."""
+        from chatcore._tools import run_tools
+
+        return run_tools(self, model, messages, tools, **kwargs)
 
     def stream(self, model: str, messages: Any, **params: Any) -> ChatStream:
         """Stream a chat: returns a :class:`~chatcore.ChatStream` of

@@ -9,6 +9,7 @@ import platform
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import requests
@@ -83,6 +84,8 @@ class HttpTransport:
         if headers:
             session.headers.update(headers)
         self.session = session
+        self._templates: dict[tuple[Any, ...], requests.PreparedRequest] = {}
+        self._env_settings: dict[tuple[str, str], dict[str, Any]] = {}
 
     @property
     def user_agent(self) -> str:
@@ -195,13 +198,12 @@ class HttpTransport:
             to = (min(to[0], remaining), min(to[1], remaining))
         started = time.perf_counter()
         try:
-            response = self.session.request(
-                method,
-                self.url(path),
-                data=data,
-                params=query or None,
-                headers=headers,
+            prepared = self._prepare(method, self.url(path), query, data, headers)
+            response = self.session.send(
+                prepared,
                 timeout=to,
+                allow_redirects=True,
+                **self._environment(prepared.url or ""),
                 stream=stream,
             )
         except requests.RequestException as exc:
@@ -224,6 +226,58 @@ class HttpTransport:
             error.latency = time.perf_counter() - started  # type: ignore[attr-defined]
             raise error
         return response
+
+    def _prepare(
+        self,
+        method: str,
+        url: str,
+        query: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> requests.PreparedRequest:
+        """A prepared request from a per-(method, URL, query) template: what
+        ``Session.prepare_request`` does on every call (merging the session's headers,
+        parsing and encoding the URL) is done once. The template holds the session headers
+        as they were when it was built; cookies the server set are added per request."""
+        key = (method, url, tuple(sorted(query.items())) if query else ())
+        template = self._templates.get(key)
+        if template is None:
+            template = requests.PreparedRequest()
+            template.prepare(
+                method=method,
+                url=url,
+                headers=dict(self.session.headers),
+                params=dict(query) if query else None,
+                hooks=self.session.hooks,
+            )
+            if len(self._templates) < 64:  # a few routes per provider; never unbounded
+                self._templates[key] = template
+        prepared = template.copy()
+        if data is not None:
+            prepared.body = data
+            prepared.headers["Content-Length"] = str(len(data))
+        if headers:
+            prepared.headers.update(headers)
+        if self.session.cookies:
+            prepared.prepare_cookies(self.session.cookies)
+        return prepared
+
+    def _environment(self, url: str) -> dict[str, Any]:
+        """Proxies, ``verify`` and ``cert`` from the session and the environment
+        (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``...), resolved once per host
+        instead of on every request as ``Session.request`` does."""
+        parts = urlsplit(url)
+        host = (parts.scheme, parts.netloc)
+        cached = self._env_settings.get(host)
+        if cached is not None:
+            return cached
+        found: dict[str, Any] = dict(
+            self.session.merge_environment_settings(url, {}, None, None, None)
+        )
+        found.pop("stream", None)
+        if len(self._env_settings) < 64:
+            self._env_settings[host] = found
+        return found
 
     def _map(self, exc: requests.RequestException, model: str | None) -> APIError:
         return error_from_requests_exception(

@@ -386,6 +386,8 @@ class ChatResponse:
     headers: Mapping[str, str] | None = attrs.field(
         default=None, kw_only=True, eq=False, repr=False
     )
+    #: With ``chat(..., response_model=X)``: the answer structured as an ``X``.
+    parsed: Any = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
     @property
     def text(self) -> str:
@@ -582,7 +584,15 @@ _ALWAYS_EMIT: dict[type[Any], tuple[str, ...]] = {
     Usage: ("prompt_tokens", "completion_tokens", "total_tokens"),
 }
 _NEVER_EMIT: dict[type[Any], tuple[str, ...]] = {
-    ChatResponse: ("provider", "request_id", "latency", "attempts", "cached", "headers"),
+    ChatResponse: (
+        "provider",
+        "request_id",
+        "latency",
+        "attempts",
+        "cached",
+        "headers",
+        "parsed",
+    ),
     ChatChunk: ("provider", "request_id", "headers"),
 }
 
