@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 from chatcore._client import Client
 from chatcore._limits import InMemoryRateLimiter, RateLimit
-from chatcore._log import configure_logging
+from chatcore._log import configure_logging, register_secrets
 from chatcore._metrics import InMemoryMetrics, MetricsSink, RequestEvent
 from chatcore._plugins import PluginRecord, PluginWarning, list_plugins
 from chatcore._retry import RetryPolicy, with_retry
@@ -69,9 +69,17 @@ from chatcore.models import (
 from chatcore.provider import ModelInfo, Provider, ProviderSpec
 
 if TYPE_CHECKING:
-    from chatcore._cache import CacheStats, InMemoryCache, ResponseCache, cache_key
+    from chatcore._cache import (
+        CacheStats,
+        InMemoryCache,
+        ResponseCache,
+        cache_key,
+        freeze_for_cache,
+        thaw_from_cache,
+    )
     from chatcore._health import HealthReport, ProviderHealth
     from chatcore._images import image_part, user_message_with_images
+    from chatcore._metrics import PROMETHEUS_CONTENT_TYPE
     from chatcore._structured import (
         StructuredOutputError,
         StructuredResponse,
@@ -96,6 +104,9 @@ _LAZY = {
     "InMemoryCache": "chatcore._cache",
     "ResponseCache": "chatcore._cache",
     "cache_key": "chatcore._cache",
+    "freeze_for_cache": "chatcore._cache",
+    "thaw_from_cache": "chatcore._cache",
+    "PROMETHEUS_CONTENT_TYPE": "chatcore._metrics",
     "HealthReport": "chatcore._health",
     "ProviderHealth": "chatcore._health",
     "image_part": "chatcore._images",
@@ -149,6 +160,7 @@ __all__ = [
     "configure_logging",
     "ConflictError",
     "ContextWindowExceededError",
+    "freeze_for_cache",
     "HealthReport",
     "hookimpl",
     "image_part",
@@ -170,6 +182,7 @@ __all__ = [
     "PluginLoadError",
     "PluginRecord",
     "PluginWarning",
+    "PROMETHEUS_CONTENT_TYPE",
     "Provider",
     "ProviderHealth",
     "ProviderNotFoundError",
@@ -178,6 +191,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RateLimitExceeded",
+    "register_secrets",
     "RequestEvent",
     "RequestTooLargeError",
     "response_format_for",
@@ -192,6 +206,7 @@ __all__ = [
     "StructuredOutputError",
     "StructuredResponse",
     "TextPart",
+    "thaw_from_cache",
     "Tool",
     "tool_from_function",
     "ToolCall",

@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"chatcore {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        help="turn chatcore's logging on at LEVEL (DEBUG, INFO, WARNING...) on stderr",
+    )
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines (with --log-level)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("plugins", help="list installed plugins and their providers")
@@ -311,6 +317,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from chatcore import exceptions as ex
 
+    if args.log_level:
+        from chatcore._log import configure_logging
+
+        try:
+            configure_logging(args.log_level, json=args.log_json)
+        except ValueError as exc:
+            sys.stderr.write(f"chatcore: error: --log-level {args.log_level!r}: {exc}\n")
+            return EXIT_USAGE
     try:
         return _COMMANDS[args.command](args, sys.stdout)
     except KeyboardInterrupt:

@@ -412,6 +412,16 @@ class Client:
             limiter.reconcile(tickets[-1], usage.total_tokens if usage is not None else estimate)
             if response is not None and response.choices:
                 self._cache_store(cache, key, response, ttl)
+            logger.info(
+                "stream {provider}:{model} ok in {latency_ms:.1f} ms ({chunks} chunks)",
+                provider=name,
+                model=model,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                chunks=stream.chunk_count,
+                attempts=attempts,
+                request_id=stream.request_id,
+                time_to_first_token=stream.time_to_first_token,
+            )
             self._record(
                 request,
                 started,
@@ -423,6 +433,14 @@ class Client:
         def failed(stream: ChatStream, error: BaseException) -> None:
             limiter.reconcile(tickets[-1], estimate)
             self._record(request, started, error=error, attempts=attempts)
+            logger.warning(
+                "stream {provider}:{model} failed after {chunks} chunks: {error}",
+                provider=name,
+                model=model,
+                chunks=stream.chunk_count,
+                error=f"{type(error).__name__}: {error}",
+                request_id=stream.request_id,
+            )
 
         def abandoned(stream: ChatStream) -> None:
             # closed by the caller before the end: charge the estimate, record nothing

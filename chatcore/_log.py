@@ -102,6 +102,14 @@ def configure_logging(
         root.disable("chatcore")
         return None
     root.enable("chatcore")
+    if sink is None and not _state.get("default_removed"):
+        # loguru's own default stderr handler (id 0) would print every chatcore record a
+        # second time; remove it if the application has not already replaced it
+        try:
+            root.remove(0)
+        except ValueError:
+            pass
+        _state["default_removed"] = True
     handler: int = root.add(
         sys.stderr if sink is None else sink,
         level=level.upper(),

@@ -19,6 +19,9 @@ _PATTERNS = re.compile(
         (?:(?:bearer|basic|token)\s+)?)
       (?!\*\*\*)[^\s'",;]+
     | (?P<query>[?&](?:api[_-]?key|key|token|access_token)=)[^&\s'"#]+
+    | (?P<json>["'](?:api[_-]?key|access[_-]?token|token|secret|password|authorization)["']
+        \s*:\s*["'])(?!\*\*\*)[^"']+
+    | (?P<userinfo>[a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^@/\s]+(?=@)
     | (?P<sk>\bsk-)[A-Za-z0-9_\-]{8,}
     | (?P<hf>\bhf_)[A-Za-z0-9]{8,}
     """,
@@ -27,7 +30,7 @@ _PATTERNS = re.compile(
 
 
 def _mask(match: re.Match[str]) -> str:
-    for group in ("bearer", "hdr", "query", "sk", "hf"):
+    for group in ("bearer", "hdr", "query", "json", "userinfo", "sk", "hf"):
         prefix = match.group(group)
         if prefix is not None:
             return prefix + MASK

@@ -248,6 +248,8 @@ def _check_params(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
             v = kwargs[key]
             if not isinstance(v, int) or isinstance(v, bool) or v < lo_int:
                 problems.append((key, f"expected an integer >= {lo_int}, got {v!r}"))
+            elif key == "n" and v > 128:
+                problems.append(("n", f"must be at most 128, got {v}"))
     if "seed" in kwargs and (
         not isinstance(kwargs["seed"], int) or isinstance(kwargs["seed"], bool)
     ):

@@ -274,3 +274,17 @@ def test_serve_health_serves_until_terminated(env):
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"127.0.0.1:{port}" in out
+
+
+def test_log_level_flag_logs_redacted_records_to_stderr(env):
+    key = "sk-cli-log-key-0123456789abcdef"
+    with StandInServer(api_key=key) as server:
+        env = {**env, "CLITEST_KEY": key, "CHATCORE_CLITEST_BASE_URL": server.base_url}
+        out = run(["--log-level", "DEBUG", "chat", "-m", "clitest:m", "--no-stream", "hi"], env)
+        assert out.returncode == 0, out.stderr
+        assert "chat clitest:m ok in" in out.stderr
+        assert "request body" in out.stderr
+        assert key not in out.stderr
+        assert out.stderr.count("chat clitest:m ok in") == 1  # no duplicate default handler
+        bad = run(["--log-level", "LOUD", "plugins"], env)
+        assert bad.returncode == 2

@@ -379,3 +379,8 @@ def test_provider_failures_of_any_kind_reach_metrics(make_client, server):
     with pytest.raises(ResponseDecodeError):
         client.chat("wire:m", "hi")
     assert [e for e in events if e.kind == "request"][-1].error_type == "ResponseDecodeError"
+
+
+def test_n_is_bounded(make_client):
+    with pytest.raises(ValidationError, match="at most 128"):
+        make_client().chat("wire:m", "hi", n=129)

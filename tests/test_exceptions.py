@@ -242,6 +242,9 @@ def test_redaction_is_total_for_known_secrets(secret):
         "https://x.invalid/v1?key=abcdef123456&x=1",
         "sk-proj-abcdef1234567890",
         "hf_abcdefghijklmnop",
+        '{"api_key": "abcdef123456"}',
+        "{'password': 'abcdef123456'}",
+        "redis://default:abcdef123456@127.0.0.1:6379/0",
     ],
 )
 def test_credential_patterns_are_masked(text):

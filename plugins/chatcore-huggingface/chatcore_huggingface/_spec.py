@@ -31,7 +31,7 @@ TOKEN_ENV: tuple[str, ...] = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 #: Hosts that never answer without a token.
 _TOKEN_HOSTS = frozenset({"router.huggingface.co", "api-inference.huggingface.co"})
 
-#: Declared honestly: no streaming yet; ``json_schema`` is not declared because TGI servers
+#: Declared honestly: ``json_schema`` is not declared because TGI servers
 #: take their own grammar shape (see the README).
 CAPABILITIES = frozenset({"chat", "stream", "models", "text_generation", "tools", "json_object"})
 
