@@ -1,0 +1,512 @@
+"""A rate limiter shared by every worker through Redis: the token buckets of
+:class:`chatcore.InMemoryRateLimiter` (requests and tokens, per provider and per
+``provider:model``) kept in Redis hashes and updated by Lua scripts that read the Redis
+server's clock, plus adaptive holds (``PEXPIRE``'d keys) learned from provider headers
+and 429 answers, seen by every worker at once.
+
+Nothing sleeps inside Redis: the acquire script grants at once or answers how long to
+wait, and the caller sleeps (injectable ``sleep``) before asking again.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import redis
+
+from chatcore._limits import InMemoryRateLimiter, RateLimit, Ticket, parse_duration
+from chatcore.exceptions import (
+    ConfigurationError,
+    QuotaExceededError,
+    RateLimitError,
+    RateLimitExceeded,
+)
+from chatcore_redis._config import (
+    BACKEND_ERRORS,
+    DEFAULT_LOG_INTERVAL,
+    DEFAULT_PREFIX,
+    DEFAULT_RECONNECT_INTERVAL,
+    DEFAULT_SOCKET_TIMEOUT,
+    FailureGuard,
+    FailurePolicy,
+    check_policy,
+    check_timeout,
+    check_url,
+    make_client,
+    mask_url,
+    url_password,
+)
+
+__all__ = ["ACQUIRE_LUA", "ADJUST_LUA", "HOLD_LUA", "RedisRateLimiter", "RedisTicket"]
+
+# Times are integer microseconds of the Redis server's clock (TIME): exact in a Lua double
+# (< 2**53) and the same for every worker, whatever their own clocks say. A bucket is a
+# hash {level, stamp}; a missing bucket is a full one, so each write PEXPIREs the hash at
+# the moment it would be full again (plus a second), and idle keys leave Redis by
+# themselves.
+
+_LUA_PRELUDE = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local function load(key, rate, cap)
+  local v = redis.call('HMGET', key, 'level', 'stamp')
+  local level, stamp = tonumber(v[1]), tonumber(v[2])
+  if level == nil or stamp == nil then
+    return cap
+  end
+  if now > stamp then
+    level = math.min(cap, level + (now - stamp) * rate)
+  end
+  return level
+end
+
+local function store(key, rate, cap, level)
+  redis.call('HSET', key, 'level', string.format('%.17g', level), 'stamp',
+             string.format('%d', now))
+  local full_in_ms = math.ceil((cap - level) / rate / 1000)
+  if full_in_ms < 0 then full_in_ms = 0 end
+  redis.call('PEXPIRE', key, full_in_ms + 1000)
+end
+"""
+
+#: KEYS: the n bucket hashes, then the hold keys.
+#: ARGV: n, then per bucket: rate (per second), capacity, amount.
+#: Returns {1, 0} when granted (every bucket charged), else {0, microseconds to wait}.
+ACQUIRE_LUA = (
+    _LUA_PRELUDE
+    + """
+local n = tonumber(ARGV[1])
+local wait = 0
+local levels = {}
+for i = 1, n do
+  local rate = tonumber(ARGV[3 * i - 1]) / 1000000
+  local cap = tonumber(ARGV[3 * i])
+  local amount = tonumber(ARGV[3 * i + 1])
+  local level = load(KEYS[i], rate, cap)
+  levels[i] = level
+  local missing = amount - level
+  if missing > 1e-9 then
+    wait = math.max(wait, missing / rate)
+  end
+end
+for j = n + 1, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[j])
+  if ttl > 0 then
+    wait = math.max(wait, ttl * 1000)
+  end
+end
+if wait > 0 then
+  return {0, math.ceil(wait)}
+end
+for i = 1, n do
+  local rate = tonumber(ARGV[3 * i - 1]) / 1000000
+  local cap = tonumber(ARGV[3 * i])
+  store(KEYS[i], rate, cap, levels[i] - tonumber(ARGV[3 * i + 1]))
+end
+return {1, 0}
+"""
+)
+
+#: KEYS: bucket hashes. ARGV: per bucket: rate (per second), capacity, delta, ceiling.
+#: Each bucket, refilled, becomes min(capacity, ceiling, level + delta): a positive delta
+#: returns tokens, a negative one charges them (into debt if need be), a ceiling lowers
+#: the level to what the provider says remains.
+ADJUST_LUA = (
+    _LUA_PRELUDE
+    + """
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[4 * i - 3]) / 1000000
+  local cap = tonumber(ARGV[4 * i - 2])
+  local delta = tonumber(ARGV[4 * i - 1])
+  local ceiling = tonumber(ARGV[4 * i])
+  local level = load(KEYS[i], rate, cap)
+  store(KEYS[i], rate, cap, math.min(cap, ceiling, level + delta))
+end
+return 1
+"""
+)
+
+#: KEYS[1]: a hold key. ARGV[1]: milliseconds. Extends the hold, never shortens it.
+HOLD_LUA = """
+local ms = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ms then
+  redis.call('SET', KEYS[1], '1', 'PX', ms)
+end
+return 1
+"""
+
+
+@attrs.define(eq=False)
+class RedisTicket(Ticket):
+    """A grant of :class:`RedisRateLimiter`; ``local`` is the fallback limiter's ticket
+    when the grant came from it (fail-open while Redis was unreachable)."""
+
+    local: Ticket | None = None
+
+
+@attrs.frozen
+class _BucketSpec:
+    redis_key: str
+    rate: float  # per second
+    capacity: float
+
+
+class RedisRateLimiter:
+    """Token buckets per provider and per ``provider:model``, in requests and tokens,
+    shared by every process that uses the same Redis and ``prefix``; adaptive holds
+    learned from provider headers and 429s are shared too.
+
+    Same interface as :class:`chatcore.InMemoryRateLimiter`: :meth:`acquire` blocks
+    (``sleep`` outside Redis) until every bucket grants, up to ``max_wait`` (then
+    :class:`~chatcore.RateLimitExceeded`), or raises at once with ``blocking=False``.
+
+    ``failure_policy``: ``fail_open`` falls back to a local in-memory limiter with the
+    same limits while Redis is unreachable (logging once per ``log_interval``);
+    ``fail_closed`` raises :class:`~chatcore.RateLimitExceeded` naming the URL (password
+    masked). Redis is tried again ``reconnect_interval`` seconds after a failure.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        limits: Mapping[str, Any] | None = None,
+        client: redis.Redis | None = None,
+        password: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        failure_policy: FailurePolicy | str = "fail_open",
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: float | None = None,
+        adaptive: bool = True,
+        default_retry_after: float = 1.0,
+        log_interval: float = DEFAULT_LOG_INTERVAL,
+        reconnect_interval: float = DEFAULT_RECONNECT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if client is None and url is None:
+            raise ConfigurationError("RedisRateLimiter needs a Redis URL or a redis client")
+        policy = check_policy(str(failure_policy))
+        socket_timeout = check_timeout(socket_timeout, "socket_timeout")
+        if connect_timeout is not None:
+            connect_timeout = check_timeout(connect_timeout, "connect_timeout")
+        # The local limiter validates the limits and serves while Redis is unreachable.
+        self._local = InMemoryRateLimiter(
+            limits,
+            adaptive=adaptive,
+            default_retry_after=default_retry_after,
+            clock=clock,
+            sleep=sleep,
+        )
+        self.limits: dict[str, RateLimit] = dict(self._local.limits)
+        self._owns_client = client is None
+        if client is None:
+            assert url is not None
+            url = check_url(url, password)
+            client = make_client(
+                url,
+                password=password,
+                socket_timeout=socket_timeout,
+                connect_timeout=connect_timeout,
+            )
+        self.url = mask_url(url if url is not None else _client_url(client), password)
+        self.redis = client
+        self.prefix = prefix
+        self.failure_policy: FailurePolicy = policy
+        self.adaptive = adaptive
+        self.default_retry_after = default_retry_after
+        self.clock = clock
+        self.sleep = sleep
+        secrets = [s for s in (password, url_password(url)) if s]
+        self._guard = FailureGuard(
+            component="rate limiter",
+            url=self.url,
+            secrets=secrets,
+            policy=policy,
+            log_interval=log_interval,
+            reconnect_interval=reconnect_interval,
+            clock=clock,
+        )
+        self._acquire = client.register_script(ACQUIRE_LUA)
+        self._adjust = client.register_script(ADJUST_LUA)
+        self._hold = client.register_script(HOLD_LUA)
+        self._requests: dict[str, _BucketSpec] = {}
+        self._tokens: dict[str, _BucketSpec] = {}
+        for key, limit in self.limits.items():
+            provider = key.split(":", 1)[0]
+            rate = limit.request_rate
+            if rate is not None:
+                capacity = limit.burst if limit.burst is not None else max(1.0, rate)
+                self._requests[key] = _BucketSpec(self._key(provider, "req", key), rate, capacity)
+            if limit.tpm is not None:
+                capacity = limit.token_burst if limit.token_burst is not None else limit.tpm
+                self._tokens[key] = _BucketSpec(
+                    self._key(provider, "tok", key), limit.tpm / 60.0, capacity
+                )
+        self._counters = threading.Lock()
+        #: Grants that had to wait, and the seconds they waited (like the in-memory one).
+        self.waits = 0
+        self.wait_seconds = 0.0
+        #: Grants served by the local fallback while Redis was unreachable.
+        self.fallback_grants = 0
+
+    # --- keys ------------------------------------------------------------------------
+
+    def _key(self, provider: str, kind: str, name: str) -> str:
+        # {provider} is a hash tag: every key one acquire touches lands in the same slot.
+        return f"{self.prefix}rl:{{{provider}}}:{kind}:{name}"
+
+    def hold_keys(self, provider: str) -> tuple[str, str]:
+        """The Redis keys of the provider's request and token holds."""
+        return self._key(provider, "hold", "requests"), self._key(provider, "hold", "tokens")
+
+    # --- the interface ---------------------------------------------------------------
+
+    def acquire(
+        self,
+        provider: str,
+        model: str,
+        tokens: int,
+        *,
+        max_wait: float | None = None,
+        blocking: bool = True,
+    ) -> RedisTicket:
+        """Wait until every applicable bucket and hold allows one attempt of ``tokens``
+        estimated tokens; return the ticket to :meth:`reconcile`."""
+        keys = (provider, f"{provider}:{model}")
+        names: list[str] = []
+        args: list[float] = []
+        for key in keys:
+            bucket = self._requests.get(key)
+            if bucket is not None:
+                names.append(bucket.redis_key)
+                args += [bucket.rate, bucket.capacity, 1.0]
+            tbucket = self._tokens.get(key)
+            if tbucket is not None:
+                if tokens > tbucket.capacity:
+                    raise RateLimitExceeded(
+                        f"{key}: the request needs about {tokens} tokens, more than the"
+                        f" {tbucket.capacity:g} the token limit ever grants at once;"
+                        " shorten the request or raise tpm/token_burst",
+                        key=key,
+                    )
+                names.append(tbucket.redis_key)
+                args += [tbucket.rate, tbucket.capacity, float(tokens)]
+        count = len(names)
+        names += self.hold_keys(provider)
+        script_args: list[str | int] = [count, *(_num(a) for a in args)]
+        started = self.clock()
+        deadline = None if max_wait is None else started + max_wait
+        waited = False
+        while True:
+            if not self._guard.should_try():
+                return self._fallback(provider, model, tokens, keys, None, deadline, blocking)
+            try:
+                granted, wait_us = self._acquire(keys=names, args=script_args)
+            except BACKEND_ERRORS as exc:
+                return self._fallback(provider, model, tokens, keys, exc, deadline, blocking)
+            self._guard.succeeded()
+            if int(granted) == 1:
+                if waited:
+                    with self._counters:
+                        self.waits += 1
+                        self.wait_seconds += self.clock() - started
+                return RedisTicket(keys=keys, tokens=tokens)
+            wait = int(wait_us) / 1e6
+            if not blocking:
+                raise RateLimitExceeded(
+                    f"{provider}:{model}: rate limit reached; next grant in {wait:.3f}s",
+                    key=f"{provider}:{model}",
+                    retry_after=wait,
+                )
+            if deadline is not None:
+                remaining = deadline - self.clock()
+                if remaining < wait:
+                    raise RateLimitExceeded(
+                        f"{provider}:{model}: the shared rate limit would need {wait:.3f}s,"
+                        f" more than max_wait={max_wait}s",
+                        key=f"{provider}:{model}",
+                        retry_after=wait,
+                    )
+            waited = True
+            self.sleep(wait)
+
+    def _fallback(
+        self,
+        provider: str,
+        model: str,
+        tokens: int,
+        keys: tuple[str, ...],
+        exc: BaseException | None,
+        deadline: float | None,
+        blocking: bool,
+    ) -> RedisTicket:
+        """Redis failed (``exc``) or is known to be down (``None``): apply the policy."""
+        if self.failure_policy == "fail_closed":
+            error = self._guard.failed(exc, "refusing requests (fail_closed)")
+            raise RateLimitExceeded(
+                self._guard.unavailable_message(error),
+                key=f"{provider}:{model}",
+                retry_after=self._guard.reconnect_interval,
+            )
+        self._guard.failed(exc, "limiting with a local in-memory limiter (fail_open)")
+        max_wait = None if deadline is None else max(0.0, deadline - self.clock())
+        local = self._local.acquire(provider, model, tokens, max_wait=max_wait, blocking=blocking)
+        with self._counters:
+            self.fallback_grants += 1
+        return RedisTicket(keys=keys, tokens=tokens, local=local)
+
+    def reconcile(self, ticket: Any, used_tokens: int | None) -> None:
+        """Return unused reserved tokens, or charge the excess (the buckets may go into
+        debt). Never raises for a Redis failure: it is logged and the adjustment lost."""
+        if not isinstance(ticket, RedisTicket) or ticket.settled:
+            return
+        ticket.settled = True
+        if ticket.local is not None:
+            self._local.reconcile(ticket.local, used_tokens)
+            return
+        delta = ticket.tokens - (used_tokens if used_tokens is not None else 0)
+        if delta == 0:
+            return
+        names: list[str] = []
+        args: list[str] = []
+        for key in ticket.keys:
+            bucket = self._tokens.get(key)
+            if bucket is not None:
+                names.append(bucket.redis_key)
+                cap = _num(bucket.capacity)
+                args += [_num(bucket.rate), cap, _num(delta), cap]
+        if names:
+            self._run(lambda: self._adjust(keys=names, args=args), "reconcile")
+
+    def observe(
+        self,
+        provider: str,
+        model: str,
+        headers: Mapping[str, str] | None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Adapt to ``x-ratelimit-*`` headers and 429s (not quota errors), for every
+        worker: lowers the provider's shared buckets and stores holds in Redis. The
+        local fallback learns the same. Never raises for a Redis failure."""
+        if not self.adaptive:
+            return
+        self._local.observe(provider, model, headers, error)
+        req_hold, tok_hold = self.hold_keys(provider)
+        if isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
+            delay = error.retry_after if error.retry_after and error.retry_after > 0 else None
+            seconds = delay if delay is not None else self.default_retry_after
+            self._set_hold(req_hold, seconds)
+            return
+        if not headers:
+            return
+        for dim in ("requests", "tokens"):
+            remaining_text = headers.get(f"x-ratelimit-remaining-{dim}")
+            if remaining_text is None:
+                continue
+            try:
+                remaining = float(remaining_text)
+            except ValueError:
+                continue
+            reset = parse_duration(headers.get(f"x-ratelimit-reset-{dim}", "") or "")
+            if reset is None or reset <= 0 or remaining < 0 or math.isnan(remaining):
+                continue  # Azure reports -1 or 0 on some APIs: not a signal
+            bucket = (self._requests if dim == "requests" else self._tokens).get(provider)
+            if bucket is not None:
+                self._clamp(bucket, remaining)
+            if remaining < 1:
+                self._set_hold(req_hold if dim == "requests" else tok_hold, reset)
+
+    def _clamp(self, bucket: _BucketSpec, remaining: float) -> None:
+        args = [_num(bucket.rate), _num(bucket.capacity), "0", _num(remaining)]
+        self._run(lambda: self._adjust(keys=[bucket.redis_key], args=args), "observe")
+
+    def _set_hold(self, key: str, seconds: float) -> None:
+        ms = max(1, math.ceil(seconds * 1000))
+        self._run(lambda: self._hold(keys=[key], args=[ms]), "observe")
+
+    def _run(self, command: Callable[[], Any], what: str) -> None:
+        """Run a bookkeeping command (reconcile, observe); a Redis failure is logged."""
+        if not self._guard.should_try():
+            self._guard.failed(None, f"{what} kept locally only")
+            return
+        try:
+            command()
+        except BACKEND_ERRORS as exc:
+            self._guard.failed(exc, f"{what} kept locally only")
+            return
+        self._guard.succeeded()
+
+    # --- diagnostics -----------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """Whether the last Redis command succeeded."""
+        return not self._guard.down
+
+    @property
+    def failures(self) -> int:
+        """Redis failures (and calls skipped while it was down) since creation."""
+        return self._guard.failures
+
+    def status(self) -> dict[str, dict[str, float]]:
+        """A snapshot of every shared bucket (``*_available``) and hold (``held_for``),
+        read from Redis without changing anything. Raises on a Redis failure."""
+        out: dict[str, dict[str, float]] = {}
+        now_s, now_us = self.redis.time()
+        now = int(now_s) * 1_000_000 + int(now_us)
+        for name, table in (("requests", self._requests), ("tokens", self._tokens)):
+            for key, bucket in table.items():
+                level_raw, stamp_raw = self.redis.hmget(bucket.redis_key, ["level", "stamp"])
+                if level_raw is None or stamp_raw is None:
+                    level = bucket.capacity
+                else:
+                    elapsed = max(0, now - int(float(stamp_raw)))
+                    level = min(bucket.capacity, float(level_raw) + elapsed * bucket.rate / 1e6)
+                out.setdefault(key, {})[f"{name}_available"] = level
+        providers = {key.split(":", 1)[0] for key in self.limits}
+        for provider in sorted(providers):
+            ttls = [int(self.redis.pttl(k)) for k in self.hold_keys(provider)]
+            held = max([0, *ttls]) / 1000.0
+            if held > 0:
+                out.setdefault(provider, {})["held_for"] = held
+        return out
+
+    def close(self) -> None:
+        """Close the connection pool, when this limiter created it."""
+        if self._owns_client:
+            self.redis.close()
+
+    def __enter__(self) -> RedisRateLimiter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisRateLimiter url={self.url} prefix={self.prefix!r}"
+            f" policy={self.failure_policy} limits={sorted(self.limits)}>"
+        )
+
+
+def _num(value: float) -> str:
+    """A number as Lua's ``tonumber`` reads it exactly."""
+    return repr(float(value))
+
+
+def _client_url(client: redis.Redis) -> str:
+    """A redis:// URL describing a client built elsewhere (no password in it)."""
+    kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}"
+    ssl = client.connection_pool.connection_class.__name__.startswith("SSL")
+    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    return f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
