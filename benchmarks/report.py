@@ -1,0 +1,501 @@
+"""Targets (DESIGN.md section 9) and the Markdown / console reports."""
+
+# ruff: noqa: E501  (Markdown table templates read better on one line each)
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import payloads
+
+REQ = "requests.Session (bare)"
+CC = "chatcore Client.chat"
+CACHED = "chatcore Client.chat (cache hit)"
+MB = 1024.0  # KiB per MiB
+
+MARK = {"pass": "✅ pass", "fail": "❌ FAIL", "na": "— not measured"}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def _get(d: dict[str, Any] | None, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per target: name, measured, budget, status (pass / fail / na), note."""
+    rows: list[dict[str, Any]] = []
+
+    def add(
+        name: str, value: float | None, fmt: str, budget: str, ok: bool | None, note: str = ""
+    ) -> None:
+        rows.append(
+            {
+                "name": name,
+                "value": value,
+                "measured": "n/a" if value is None else fmt.format(value),
+                "budget": budget,
+                "status": "na" if value is None or ok is None else ("pass" if ok else "fail"),
+                "note": note,
+            }
+        )
+
+    chat = _ratio(_get(r, "chat", CC, "median_us"), _get(r, "chat", REQ, "median_us"))
+    note = ""
+    if chat is not None:
+        note = "stretch 0.70x met" if chat <= 0.7 else "stretch 0.70x not met"
+    add(
+        "Client.chat vs bare requests.Session.post (median per call)",
+        chat,
+        "{:.2f}x",
+        "<= 1.00x (stretch 0.70x)",
+        None if chat is None else chat <= 1.0,
+        note,
+    )
+    stream = _ratio(_get(r, "stream", CC, "median_us"), _get(r, "stream", REQ, "median_us"))
+    add(
+        "Client.stream vs bare requests iter_lines (per stream)",
+        stream,
+        "{:.2f}x",
+        "<= 1.05x",
+        None if stream is None else stream <= 1.05,
+    )
+    thr = _ratio(_get(r, "threads", CC, "calls_per_s"), _get(r, "threads", REQ, "calls_per_s"))
+    add(
+        "8-thread throughput vs bare requests (shared client)",
+        thr,
+        "{:.2f}x",
+        ">= 0.95x",
+        None if thr is None else thr >= 0.95,
+    )
+    imp = _ratio(
+        _get(r, "imports", "import chatcore", "ms"), _get(r, "imports", "import requests", "ms")
+    )
+    add(
+        "import chatcore vs import requests (fresh interpreter)",
+        imp,
+        "{:.2f}x",
+        "<= 1.50x",
+        None if imp is None else imp <= 1.5,
+    )
+    plug = _get(r, "imports", "import chatcore_openai (after chatcore)", "ms")
+    add(
+        "import chatcore_openai adds",
+        plug,
+        "{:.1f} ms",
+        "<= 30 ms",
+        None if plug is None else plug <= 30,
+    )
+    first = _get(r, "imports", "chatcore_openai provider modules (first use, after chatcore)", "ms")
+    add(
+        "chatcore_openai + its provider modules (loaded on first use; includes what the core "
+        "defers to first use, e.g. requests)",
+        first,
+        "{:.1f} ms",
+        "(no budget; reported)",
+        None,
+    )
+    cold = _ratio(
+        _get(r, "imports", "cold start: import chatcore + Client() + provider", "ms"),
+        _get(r, "imports", "import requests", "ms"),
+    )
+    add(
+        "cold start (import chatcore + Client() + provider) vs import requests",
+        cold,
+        "{:.2f}x",
+        "(no budget; reported)",
+        None,
+    )
+    hit = _get(r, "chat", CACHED, "median_us")
+    add(
+        "cache hit: Client.chat served from the cache",
+        hit,
+        "{:.1f} us",
+        "<= 50 us",
+        None if hit is None else hit <= 50,
+    )
+    raw = _get(r, "micro", "InMemoryCache.get (hit)")
+    add(
+        "cache hit: raw InMemoryCache.get",
+        raw,
+        "{:.2f} us",
+        "<= 50 us",
+        None if raw is None else raw <= 50,
+    )
+    lim = _get(r, "micro", "InMemoryRateLimiter.acquire (uncontended)")
+    add(
+        "uncontended InMemoryRateLimiter.acquire",
+        lim,
+        "{:.2f} us",
+        "<= 10 us",
+        None if lim is None else lim <= 10,
+    )
+    mem = _get(r, "memory", "rss_delta_kib")
+    calls = _get(r, "memory", "calls")
+    mem_note = ""
+    if calls is not None and calls < 100_000:
+        mem_note = f"over {calls:,} calls (--quick); run --full for 100,000"
+    add(
+        "memory: RSS growth over the run (after warm-up)",
+        None if mem is None else mem / MB,
+        "{:+.2f} MB",
+        "within 5 MB over 100,000 calls",
+        None if mem is None else abs(mem / MB) <= 5,
+        mem_note,
+    )
+    retry = _get(r, "micro", "RetryPolicy.call overhead")
+    add(
+        "retry bookkeeping per call (RetryPolicy.call vs direct call)",
+        retry,
+        "{:.1f} us",
+        "(no budget; reported)",
+        None,
+    )
+    for row in rows:
+        if row["budget"].startswith("(no budget") and row["value"] is not None:
+            row["status"] = "info"
+    return rows
+
+
+def _us(v: float | None, digits: int = 0) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def _x(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}x"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    cfg = r["config"]
+    L: list[str] = []
+    w = L.append
+    w("# chatcore benchmarks")
+    w("")
+    w(
+        f"Generated by `{r['command']}` on {r['date']} ({r['mode']} mode, {r.get('elapsed_s', 0):.0f} s). "
+        "This file is written by the harness: re-run it rather than editing the numbers. "
+        "How the harness works: [`benchmarks/README.md`](../benchmarks/README.md); budget: "
+        "DESIGN.md section 9."
+    )
+    w("")
+    w("## Targets")
+    w("")
+    w("| Target | Measured | Budget | Result |")
+    w("| --- | ---: | --- | --- |")
+    for t in r["targets"]:
+        status = MARK.get(t["status"], "info")
+        note = f" ({t['note']})" if t["note"] else ""
+        w(f"| {t['name']} | {t['measured']} | {t['budget']} | {status}{note} |")
+    w("")
+    w(
+        "Ratios compare chatcore with bare `requests.Session` measured in the same run against the same server."
+    )
+    w("")
+
+    w("## Machine and setup")
+    w("")
+    v = m["versions"]
+    w(
+        f"- CPU: {m['cpu']}; {m['cores']} cores ({m['usable_cores']} usable); memory {m.get('memory') or 'n/a'}; {m['os']}"
+    )
+    w(f"- Python: {m['python']} (`{m['executable']}`)")
+    vers = ", ".join(
+        f"{k} {val}"
+        for k, val in v.items()
+        if val
+        and k
+        in (
+            "chatcore",
+            "chatcore-openai",
+            "requests",
+            "urllib3",
+            "openai",
+            "httpx",
+            "litellm",
+            "pyinstrument",
+        )
+    )
+    missing = ", ".join(k for k in ("openai", "litellm") if not v.get(k))
+    w(f"- Versions: {vers}" + (f"; not installed: {missing}" if missing else ""))
+    w(
+        f"- Server: **{r['server']['kind']}**: {r['server']['description']}; bound to 127.0.0.1 on a free port; "
+        f"`POST {payloads.CHAT_PATH}` answers a fixed {len(payloads.chat_body())}-byte `chat.completion`, "
+        f"`POST {payloads.STREAM_PATH}` a fixed SSE body of {payloads.STREAM_EVENT_COUNT} events + `[DONE]` "
+        f"({len(payloads.sse_body()):,} bytes, one piece, Content-Length)"
+    )
+    if r.get("note"):
+        w(f"- Note: {r['note']}")
+    if r.get("proxy_note"):
+        w(f"- Note: {r['proxy_note']}")
+    w(f"- Commit: {m.get('git') or 'n/a'}; date: {r['date']}")
+    if m.get("load_start"):
+        w(
+            f"- Load average (1/5/15 min) at start: {m['load_start']}; at end: {m.get('load_end')} "
+            f"(above ~{max(1, (m['usable_cores'] or 2) - 1)} other work was running: absolute figures are noisy, "
+            "same-run ratios less so)"
+        )
+    w(
+        f"- Reproduce: `{r['command']}` from the repository root (`--full` for the 100,000-call memory figure and 7 repeats; peers need `pip install openai litellm pyinstrument` in the same environment)"
+    )
+    w("")
+
+    if "chat" in r:
+        w(
+            f"## Sequential chat ({cfg['calls']:,} calls x {cfg['repeats']} repeats per client, interleaved)"
+        )
+        w("")
+        w(
+            "Each call builds the request, sends it, parses the JSON and checks the text. "
+            "Median per call = median over repeats of the per-call median; wall = batch time / calls; "
+            "CPU = process CPU time / calls (the server runs in another process)."
+        )
+        w("")
+        w(
+            "| Client | median per call (us) | mean wall per call (us) | CPU per call (us) | vs bare requests |"
+        )
+        w("| --- | ---: | ---: | ---: | ---: |")
+        base = _get(r, "chat", REQ, "median_us")
+        for name, res in r["chat"].items():
+            w(
+                f"| {name} | {_us(res['median_us'])} | {_us(res['wall_us'])} | {_us(res['cpu_us'])} | {_x(_ratio(res['median_us'], base))} |"
+            )
+        w("")
+        w(
+            "DESIGN.md's reference peer figures (another machine): http.client 118 us, requests 936 us, "
+            "OpenAI SDK 1,348 us, LiteLLM 5,444 us. The *what-if* row is not a product: it shows what a "
+            "requests-based transport costs when it prepares a request template once and calls "
+            "`Session.send` with the environment settings resolved once."
+        )
+        w("")
+    if "stream" in r:
+        w(
+            f"## Streaming ({payloads.STREAM_EVENT_COUNT} events per stream, {cfg['stream_repeats']} repeats)"
+        )
+        w("")
+        w(
+            "| Client | per stream (us) | per event (us) | time to first chunk (us) | CPU per stream (us) | streams per repeat | vs bare requests |"
+        )
+        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        base = _get(r, "stream", REQ, "median_us")
+        for name, res in r["stream"].items():
+            name = name.replace("Client.chat", "Client.stream")
+            w(
+                f"| {name} | {_us(res['median_us'])} | {_us(res['per_chunk_us'], 1)} | {_us(res['ttfc_us'])} | {_us(res['cpu_us'])} | {res['streams']} | {_x(_ratio(res['median_us'], base))} |"
+            )
+        conns = r.get("stream_connections") or {}
+        if conns:
+            w("")
+            w(
+                "TCP connections opened over the whole run (keep-alive check; chatcore uses one client for "
+                "chat and one for streams): "
+                + ", ".join(f"{k}: {v}" for k, v in conns.items() if v is not None)
+                + "."
+            )
+        w("")
+    if "threads" in r:
+        t0 = next(iter(r["threads"].values()))
+        w(
+            f"## Throughput, {t0['threads']} threads x {t0['per_thread']} calls ({t0['repeats']} repeats, median)"
+        )
+        w("")
+        w(
+            "One shared client per library (requests: one `Session`, pooled; chatcore: one `Client`); "
+            "http.client: one kept-alive connection per thread. The machine has "
+            f"{m['usable_cores']} cores and the server takes one of them."
+        )
+        w("")
+        w("| Client | calls/s | CPU per call (us) | vs bare requests |")
+        w("| --- | ---: | ---: | ---: |")
+        base = _get(r, "threads", REQ, "calls_per_s")
+        for name, res in r["threads"].items():
+            w(
+                f"| {name} | {_us(res['calls_per_s'])} | {_us(res['cpu_us'])} | {_x(_ratio(res['calls_per_s'], base))} |"
+            )
+        w("")
+    if "imports" in r:
+        w("## Import time and memory (fresh interpreter each run, median)")
+        w("")
+        w(
+            "Time of the import statement alone (interpreter start-up excluded); peak RSS of the process after it."
+        )
+        w("")
+        w("| Case | time (ms) | peak RSS (MB) | runs |")
+        w("| --- | ---: | ---: | ---: |")
+        for name, res in r["imports"].items():
+            w(f"| {name} | {res['ms']:.1f} | {res['rss_mb']:.1f} | {res['runs']} |")
+        w("")
+        it = r.get("importtime")
+        if it:
+            w(
+                f'`python -X importtime -c "import chatcore"` (self time summed by top-level package; total {it["total_self_us"] / 1000:.0f} ms; full log in `benchmarks/results/importtime_chatcore.log`):'
+            )
+            w("")
+            w("| Package | self time (ms) |")
+            w("| --- | ---: |")
+            for pkg, us in it["by_package"][:12]:
+                w(f"| {pkg} | {us / 1000:.1f} |")
+            w("")
+            w("Slowest single modules (self time):")
+            w("")
+            w("| Module | self (ms) | cumulative (ms) |")
+            w("| --- | ---: | ---: |")
+            for row in it["top_self"][:10]:
+                w(
+                    f"| {row['module']} | {row['self_us'] / 1000:.1f} | {row['cumulative_us'] / 1000:.1f} |"
+                )
+            w("")
+    if "memory" in r:
+        mem = r["memory"]
+        w(f"## Memory over {mem['calls']:,} calls (fresh process, after a 2,000-call warm-up)")
+        w("")
+        cps = ", ".join(f"{n:,}: {k / MB:.1f}" for n, k in mem["checkpoints"])
+        w(
+            f"- RSS before {mem['rss_before_kib'] / MB:.1f} MB, after {mem['rss_after_kib'] / MB:.1f} MB "
+            f"(delta {mem['rss_delta_kib'] / MB:+.2f} MB, max {mem['rss_max_kib'] / MB:.1f} MB); "
+            f"{mem['calls'] / mem['seconds']:,.0f} calls/s"
+        )
+        w(f"- RSS at each tenth (calls: MB): {cps}")
+        w(
+            f"- gc-tracked objects: {mem['gc_objects_before']:,} before, {mem['gc_objects_after']:,} after"
+        )
+        if "tracemalloc_calls" in mem:
+            w(
+                f"- tracemalloc over {mem['tracemalloc_calls']:,} further calls: net {mem['tracemalloc_net_bytes']:+,} bytes; largest growth: "
+                + "; ".join(
+                    f"`{t['where']}` {t['size_diff']:+,} B" for t in mem["tracemalloc_top"][:3]
+                )
+            )
+        w("")
+    if "micro" in r:
+        w("## Micro-benchmarks (timeit, median, no network)")
+        w("")
+        w("| Operation | us per call |")
+        w("| --- | ---: |")
+        for name, us in r["micro"].items():
+            w(f"| {name} | {us:.2f} |")
+        w("")
+        w("What `Client.chat` spends in each of its parts (each measured alone; informational):")
+        w("")
+        w("| Stage | us | where |")
+        w("| --- | ---: | --- |")
+        for name, us, where in r.get("stages", []):
+            w(f"| {name} | {us:.2f} | {where} |")
+        w("")
+        w(
+            "What `requests.Session.request` spends per call before any I/O (paid by chatcore's transport and by bare requests alike):"
+        )
+        w("")
+        w("| Stage | us | where |")
+        w("| --- | ---: | --- |")
+        for name, us, where in r.get("requests_stages", []):
+            w(f"| {name} | {us:.2f} | {where} |")
+        w("")
+    if "profile" in r:
+        p = r["profile"]
+        w(f"## Profile of `client.chat` (cProfile, {p['chatcore']['calls']:,} calls)")
+        w("")
+        w(
+            f"cProfile inflates everything (profiled: {p['chatcore']['us_per_call_profiled']:,.0f} us per chatcore call, "
+            f"{p['requests']['us_per_call_profiled']:,.0f} us per bare requests call): read the shares, not the absolute numbers. "
+            "Raw stats: `benchmarks/results/profile_*.pstats` / `.txt`"
+            + (
+                " and a pyinstrument tree in `benchmarks/results/profile_chatcore_chat_pyinstrument.txt`."
+                if p.get("pyinstrument")
+                else "."
+            )
+        )
+        w("")
+        w("| Function (cumulative) | chatcore us/call | share | bare requests us/call |")
+        w("| --- | ---: | ---: | ---: |")
+        total = p["chatcore"]["us_per_call_profiled"]
+        req = {h["label"]: h["us_per_call"] for h in p["requests"]["hotspots"]}
+        for h in p["chatcore"]["hotspots"]:
+            other = req.get(h["label"])
+            w(
+                f"| {h['label']} | {h['us_per_call']:,.1f} | {h['us_per_call'] / total:.0%} | {'' if other is None else f'{other:,.1f}'} |"
+            )
+        w("")
+        st = p.get("chatcore_stream")
+        if st:
+            w(
+                f"Streaming ({st['calls']:,} streams, {payloads.STREAM_EVENT_COUNT} events each; profiled {st['us_per_call_profiled']:,.0f} us per stream):"
+            )
+            w("")
+            w("| Function (cumulative) | us/stream | share |")
+            w("| --- | ---: | ---: |")
+            for h in st["hotspots"]:
+                w(
+                    f"| {h['label']} | {h['us_per_call']:,.1f} | {h['us_per_call'] / st['us_per_call_profiled']:.0%} |"
+                )
+            w("")
+        w("Top functions by self time (chatcore):")
+        w("")
+        w("| Function | self us/call | cumulative us/call | calls per chat |")
+        w("| --- | ---: | ---: | ---: |")
+        for t in p["chatcore"]["top_self"][:12]:
+            w(
+                f"| `{t['function']}` | {t['self_us_per_call']:.1f} | {t['cum_us_per_call']:.1f} | {t['ncalls_per_call']:.0f} |"
+            )
+        w("")
+    if r.get("section_seconds"):
+        w(
+            "Harness time per section (s): "
+            + ", ".join(f"{k} {v}" for k, v in r["section_seconds"].items())
+            + "."
+        )
+        w("")
+    if r.get("skipped"):
+        w("## Skipped")
+        w("")
+        for name, why in r["skipped"].items():
+            w(f"- {name}: {why}")
+        w("")
+    return "\n".join(L)
+
+
+def console_summary(r: dict[str, Any]) -> str:
+    lines = []
+    if "chat" in r:
+        base = _get(r, "chat", REQ, "median_us")
+        lines.append(f"{'sequential chat':<46} {'median us':>10} {'cpu us':>8} {'vs requests':>12}")
+        for name, res in r["chat"].items():
+            lines.append(
+                f"  {name:<44} {res['median_us']:>10,.0f} {res['cpu_us']:>8,.0f} {_x(_ratio(res['median_us'], base)):>12}"
+            )
+    if "stream" in r:
+        base = _get(r, "stream", REQ, "median_us")
+        lines.append(
+            f"{'streaming (per stream)':<46} {'median us':>10} {'ttfc us':>8} {'vs requests':>12}"
+        )
+        for name, res in r["stream"].items():
+            name = name.replace("Client.chat", "Client.stream")
+            lines.append(
+                f"  {name:<44} {res['median_us']:>10,.0f} {res['ttfc_us']:>8,.0f} {_x(_ratio(res['median_us'], base)):>12}"
+            )
+    if "threads" in r:
+        base = _get(r, "threads", REQ, "calls_per_s")
+        lines.append(f"{'8 threads':<46} {'calls/s':>10} {'':>8} {'vs requests':>12}")
+        for name, res in r["threads"].items():
+            lines.append(
+                f"  {name:<44} {res['calls_per_s']:>10,.0f} {'':>8} {_x(_ratio(res['calls_per_s'], base)):>12}"
+            )
+    lines.append("targets:")
+    for t in r["targets"]:
+        status = {"pass": "PASS", "fail": "FAIL", "na": "n/a", "info": "info"}[t["status"]]
+        lines.append(
+            f"  [{status:>4}] {t['name']}: {t['measured']} (budget {t['budget']}){' - ' + t['note'] if t['note'] else ''}"
+        )
+    for name, why in r.get("skipped", {}).items():
+        lines.append(f"  skipped {name}: {why}")
+    return "\n".join(lines)
