@@ -17,7 +17,7 @@ import attrs
 
 from chatcore._deadline import call_deadline
 from chatcore._limits import InMemoryRateLimiter, NullRateLimiter
-from chatcore._log import logger, register_secrets
+from chatcore._log import logger, logging_on, register_secrets
 from chatcore._metrics import InMemoryMetrics, RequestEvent
 from chatcore._plugins import PluginHost, get_plugin_host
 from chatcore._retry import RetryPolicy
@@ -412,16 +412,17 @@ class Client:
             limiter.reconcile(tickets[-1], usage.total_tokens if usage is not None else estimate)
             if response is not None and response.choices:
                 self._cache_store(cache, key, response, ttl)
-            logger.info(
-                "stream {provider}:{model} ok in {latency_ms:.1f} ms ({chunks} chunks)",
-                provider=name,
-                model=model,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                chunks=stream.chunk_count,
-                attempts=attempts,
-                request_id=stream.request_id,
-                time_to_first_token=stream.time_to_first_token,
-            )
+            if logging_on():
+                logger.info(
+                    "stream {provider}:{model} ok in {latency_ms:.1f} ms ({chunks} chunks)",
+                    provider=name,
+                    model=model,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    chunks=stream.chunk_count,
+                    attempts=attempts,
+                    request_id=stream.request_id,
+                    time_to_first_token=stream.time_to_first_token,
+                )
             self._record(
                 request,
                 started,
@@ -511,12 +512,13 @@ class Client:
             self._record_attempt(request, number, attempt_started, None)
             return response
 
-        logger.opt(lazy=True).debug(
-            "chat {provider}:{model} request body: {body}",
-            provider=lambda: name,
-            model=lambda: model,
-            body=lambda: request.to_openai_dict(),
-        )
+        if logging_on():
+            logger.opt(lazy=True).debug(
+                "chat {provider}:{model} request body: {body}",
+                provider=lambda: name,
+                model=lambda: model,
+                body=lambda: request.to_openai_dict(),
+            )
         try:
             response, attempts = policy.call(attempt, on_retry=self._on_retry(request))
         except Exception as exc:
@@ -535,15 +537,16 @@ class Client:
             call_deadline.reset(token)
         latency = time.perf_counter() - started
         response = attrs.evolve(response, provider=name, latency=latency, attempts=attempts)
-        logger.info(
-            "chat {provider}:{model} ok in {latency_ms:.1f} ms",
-            provider=name,
-            model=model,
-            latency_ms=latency * 1000,
-            attempts=attempts,
-            request_id=response.request_id,
-            status=200,
-        )
+        if logging_on():
+            logger.info(
+                "chat {provider}:{model} ok in {latency_ms:.1f} ms",
+                provider=name,
+                model=model,
+                latency_ms=latency * 1000,
+                attempts=attempts,
+                request_id=response.request_id,
+                status=200,
+            )
         self._cache_store(cache, key, response, ttl)
         self._record(request, started, response=response, attempts=attempts)
         return response

@@ -86,6 +86,12 @@ class _LazyLogger:
 logger: Any = _LazyLogger()
 
 
+def logging_on() -> bool:
+    """Whether :func:`configure_logging` turned chatcore's logging on: the per-request
+    records (one a call) are only built then, so silent logging costs nothing."""
+    return bool(_state.get("on"))
+
+
 def configure_logging(
     level: str | None = "INFO",
     *,
@@ -100,8 +106,10 @@ def configure_logging(
     root = _loguru()
     if level is None:
         root.disable("chatcore")
+        _state["on"] = False
         return None
     root.enable("chatcore")
+    _state["on"] = True
     if sink is None and not _state.get("default_removed"):
         # loguru's own default stderr handler (id 0) would print every chatcore record a
         # second time; remove it if the application has not already replaced it

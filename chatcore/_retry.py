@@ -113,9 +113,19 @@ class RetryPolicy:
         ``on_retry(attempt_number, error, delay)`` is called before each wait (as is the
         policy's own ``on_retry``). Returns ``(result, attempts)``; a final failure is
         raised with ``.attempts`` set."""
-        import tenacity  # imported on the first call, not at ``import chatcore``
-
         started = self.clock()
+        # Fast path: most calls succeed at once; tenacity is set up only after a failure
+        # that may be retried (the first attempt's error is replayed into its loop).
+        try:
+            return attempt(1), 1
+        except APIError as exc:
+            exc.attempts = 1
+            if self.max_retries == 0 or not self.should_retry(exc):
+                raise
+            first_error: BaseException | None = exc
+
+        import tenacity  # imported on the first retry, not at ``import chatcore``
+
         policy = self
         callbacks = [cb for cb in (self.on_retry, on_retry) if cb is not None]
 
@@ -157,8 +167,11 @@ class RetryPolicy:
         attempts = 0
 
         def counted() -> T:
-            nonlocal attempts
+            nonlocal attempts, first_error
             attempts += 1
+            if first_error is not None:  # attempt 1 already ran above
+                error, first_error = first_error, None
+                raise error
             try:
                 return attempt(attempts)
             except APIError as exc:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -149,3 +150,47 @@ def test_response_helpers():
     assert resp.text == ""
     assert resp.finish_reason == "tool_calls"
     assert resp.tool_calls[0].function.name == "f"
+
+
+@given(chat_completions())
+def test_fast_decoder_agrees_with_cattrs(body):
+    from chatcore.models import _fast_response, _lenient
+
+    fast = _fast_response(body, "p", {"request_id": "r"})
+    slow = attrs.evolve(_lenient().structure(body, ChatResponse), provider="p", request_id="r")
+    if fast is not None:
+        assert fast == slow
+        assert fast.to_dict() == slow.to_dict()
+        assert (fast.provider, fast.request_id) == ("p", "r")
+
+
+def test_fast_decoder_takes_the_common_shape_and_declines_the_rest():
+    from chatcore.models import _fast_response
+
+    plain = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "hi",
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }
+    assert _fast_response(plain, "", {}) is not None
+    with_tools = json.loads(json.dumps(plain))
+    with_tools["choices"][0]["message"]["tool_calls"] = []
+    assert _fast_response(with_tools, "", {}) is None
+    as_bool = json.loads(json.dumps(plain))
+    as_bool["usage"]["total_tokens"] = True
+    assert _fast_response(as_bool, "", {}) is None
