@@ -1,5 +1,5 @@
 """The ``chatcore`` command line: ``chat``, ``models``, ``plugins``, ``config``, ``health``,
-``serve-health`` and ``demo``.
+``serve-health``, ``new-plugin`` and ``demo``.
 
 Errors print one clear line and exit non-zero: 2 usage, 3 configuration, 4 provider
 (API) errors and local rate-limit refusals, 5 network errors, 6 plugin errors, 70 an
@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "demo", help="real chats through the bundled plugins (offline: a local stand-in)"
     )
+    from chatcore._scaffold import add_new_plugin_parser
+
+    add_new_plugin_parser(sub)
     return parser
 
 
@@ -297,6 +300,13 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return run_demo(out)
 
 
+def _cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
+    """Write a ready plugin project (see :mod:`chatcore._scaffold`)."""
+    from chatcore._scaffold import cmd_new_plugin
+
+    return cmd_new_plugin(args, out)
+
+
 _COMMANDS = {
     "plugins": cmd_plugins,
     "models": cmd_models,
@@ -305,6 +315,7 @@ _COMMANDS = {
     "health": cmd_health,
     "serve-health": cmd_serve_health,
     "demo": cmd_demo,
+    "new-plugin": _cmd_new_plugin,
 }
 
 

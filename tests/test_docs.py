@@ -1,0 +1,457 @@
+"""Meta-tests of the documentation: it covers the hooks and the public API, and its Python
+examples run.
+
+- every hook in :mod:`chatcore.hookspecs` has a section in ``docs/hooks.md`` that shows its
+  exact signature, and a test named for it exists in ``tests/`` or ``plugins/*/tests``;
+- every name in ``chatcore.__all__`` appears in ``docs/api.md``;
+- every page's ```` ```python ```` blocks run, in order, in one namespace per page, against
+  local stand-in servers (``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` / ``HF_TOKEN`` point at
+  them, and any other provider URL is redirected to them: nothing leaves the machine). A
+  block preceded by the line ``<!-- no-run -->`` is skipped (a fragment, a sketch that needs
+  a real service, or a block that only shows a file's contents); a block preceded by
+  ``<!-- raises: ConfigurationError -->`` must raise that exception (a class name anywhere
+  in the raised exception's MRO). Pages in :data:`KNOWN_FAILING` are strict xfails;
+- every page is in the nav of ``mkdocs.yml``, and the plugin tutorial shows exactly the
+  files ``chatcore new-plugin acme`` writes.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import inspect
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import types
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import pytest
+
+import chatcore
+from chatcore import hookspecs
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+NO_RUN = "<!-- no-run -->"
+_RAISES = re.compile(r"^<!-- raises: (?P<name>\w+) -->$")
+#: Seconds a page's blocks may take together.
+PAGE_TIMEOUT = 30
+
+HOOKS = sorted(
+    name
+    for name, value in vars(hookspecs).items()
+    if name.startswith("chatcore_") and callable(value)
+)
+
+
+# -- hooks ------------------------------------------------------------------------------------
+
+
+def _signature(name: str) -> tuple[str, str]:
+    """The hook's call form (``chatcore_cache(settings)``) and its typed ``def`` line
+    (``def chatcore_cache(settings: Any) -> Any``), from the spec itself."""
+    func = getattr(hookspecs, name)
+    sig = inspect.signature(func)
+    call = f"{name}({', '.join(sig.parameters)})"
+    params = ", ".join(
+        f"{p.name}: {p.annotation}" if p.annotation is not inspect.Parameter.empty else p.name
+        for p in sig.parameters.values()
+    )
+    ret = "" if sig.return_annotation is inspect.Signature.empty else f" -> {sig.return_annotation}"
+    return call, f"def {name}({params}){ret}"
+
+
+def _sections(text: str) -> dict[str, str]:
+    """``## `name` `` sections of a page: heading name -> section text."""
+    out: dict[str, str] = {}
+    for match in re.finditer(r"^## `?([\w.]+)`?[^\n]*\n(.*?)(?=^## |\Z)", text, re.M | re.S):
+        out[match.group(1)] = match.group(2)
+    return out
+
+
+def test_hooks_are_found():
+    """The hooks checked here are the specs pluggy sees (and ``hookspecs.__all__`` names)."""
+    import pluggy
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    assert sorted(pm.hook.__dict__) == HOOKS
+    assert set(HOOKS) == {n for n in hookspecs.__all__ if n.startswith("chatcore_")}
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_hook_has_a_section_with_its_signature(hook):
+    sections = _sections((DOCS / "hooks.md").read_text(encoding="utf-8"))
+    assert hook in sections, f"docs/hooks.md has no '## `{hook}`' section"
+    section = sections[hook]
+    call, definition = _signature(hook)
+    assert f"`{call}`" in section, f"the {hook} section does not show `{call}`"
+    assert definition in section, f"the {hook} section does not show `{definition}`"
+    firstresult = bool(getattr(hookspecs, hook).chatcore_spec.get("firstresult"))
+    decorator = "@hookspec(firstresult=True)" if firstresult else "@hookspec\n"
+    assert decorator in section, f"the {hook} section does not show {decorator.strip()}"
+
+
+def _test_names() -> set[str]:
+    names: set[str] = set()
+    roots = [ROOT / "tests", *sorted((ROOT / "plugins").glob("*/tests"))]
+    for root in roots:
+        for path in root.rglob("test_*.py"):
+            if path.resolve() == Path(__file__).resolve():
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            names.update(
+                node.name
+                for node in ast.walk(tree)
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.name.startswith("test_")
+            )
+    return names
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_hook_has_a_test_named_for_it(hook):
+    """A test whose name contains the hook's name (``test_*chatcore_cache*``) exists in the
+    core's or a bundled plugin's suite (this file does not count)."""
+    named = sorted(n for n in _test_names() if hook in n)
+    assert named, f"no test named test_*{hook}* in tests/ or plugins/*/tests"
+
+
+# -- the API reference ------------------------------------------------------------------------
+
+
+def test_every_public_name_is_in_the_api_reference():
+    text = (DOCS / "api.md").read_text(encoding="utf-8")
+    missing = [
+        name
+        for name in chatcore.__all__
+        if not re.search(rf"(::: chatcore\.{re.escape(name)}\b|`{re.escape(name)}`)", text)
+    ]
+    assert not missing, f"docs/api.md does not mention: {missing}"
+
+
+def test_api_reference_directives_resolve():
+    """Every ``::: dotted.name`` directive of docs/api.md names something importable."""
+    import importlib
+
+    text = (DOCS / "api.md").read_text(encoding="utf-8")
+    targets = re.findall(r"^::: ([\w.]+)", text, re.M)
+    assert targets
+    broken = []
+    for target in targets:
+        parts = target.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[cut:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                broken.append(target)
+            break
+        else:
+            broken.append(target)
+    assert not broken
+
+
+# -- the code blocks --------------------------------------------------------------------------
+
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
+
+
+class Block(NamedTuple):
+    """A ```` ```python ```` block: 1-based line of its opening fence, its code, and the
+    HTML comment on the line before it (``<!-- no-run -->``, ``<!-- raises: Name -->``)."""
+
+    line: int
+    code: str
+    marker: str | None
+
+
+def python_blocks(path: Path) -> list[Block]:
+    """The ```` ```python ```` blocks of ``path``, in order (blocks indented in lists
+    included, blocks nested in a longer fence of another language not)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        indent, fence, info = match["indent"], match["fence"], match["info"].strip()
+        start = i
+        body: list[str] = []
+        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+        i += 1
+        while i < len(lines) and not closing.match(lines[i]):
+            line = lines[i]
+            body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip())
+            i += 1
+        i += 1
+        language = info.split()[0].lower() if info else ""
+        if language in ("python", "py"):
+            previous = next((ln.strip() for ln in reversed(lines[:start]) if ln.strip()), "")
+            marker = previous if previous.startswith("<!--") else None
+            blocks.append(Block(start + 1, "\n".join(body) + "\n", marker))
+    return blocks
+
+
+PAGES = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md") if python_blocks(p))
+
+
+def test_block_parser(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# t\n\n```python\na = 1\n```\n\n<!-- no-run -->\n```python\nb = 2\n```\n\n"
+        "- item\n\n  ```python\n  c = 3\n  ```\n\n````markdown\n```python\nd = 4\n```\n````\n"
+        "<!-- raises: ValueError -->\n```py\nint('x')\n```\n",
+        encoding="utf-8",
+    )
+    assert [(b.line, b.code, b.marker) for b in python_blocks(page)] == [
+        (3, "a = 1\n", None),
+        (8, "b = 2\n", NO_RUN),
+        (14, "c = 3\n", None),
+        (24, "int('x')\n", "<!-- raises: ValueError -->"),
+    ]
+
+
+class _Timeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def fire(signum: int, frame: Any) -> None:
+        raise _Timeout(f"the page's blocks took more than {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _listening(netloc: str) -> bool:
+    """Whether something accepts connections at the loopback ``host:port``."""
+    host, _, port = netloc.rpartition(":")
+    if not port.isdigit():
+        return False  # e.g. the placeholder "127.0.0.1:PORT"
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), 0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def isolated_logging() -> Iterator[None]:
+    """Undo what a page does to the logging of the process: the standard ``logging``
+    module's loggers (``basicConfig``, levels) and the loguru handlers it adds."""
+    import logging
+
+    from loguru import logger
+
+    manager = logging.Logger.manager
+    root = logging.getLogger()
+    saved_root = (root.level, list(root.handlers), root.disabled)
+    saved = {
+        name: (lg.level, lg.propagate, list(lg.handlers), lg.disabled)
+        for name, lg in manager.loggerDict.items()
+        if isinstance(lg, logging.Logger)
+    }
+    loguru_before = set(getattr(getattr(logger, "_core", None), "handlers", {}))
+    yield
+    for handler_id in set(getattr(getattr(logger, "_core", None), "handlers", {})):
+        if handler_id not in loguru_before:
+            with contextlib.suppress(ValueError):
+                logger.remove(handler_id)
+    for handler in root.handlers:
+        if handler not in saved_root[1]:
+            handler.close()
+    root.level, root.handlers, root.disabled = saved_root[0], saved_root[1], saved_root[2]
+    for name, lg in manager.loggerDict.items():
+        if not isinstance(lg, logging.Logger):
+            continue
+        level, propagate, handlers, disabled = saved.get(name, (logging.NOTSET, True, [], False))
+        lg.setLevel(level)
+        lg.propagate, lg.handlers, lg.disabled = propagate, handlers, disabled
+
+
+@pytest.fixture
+def docs_env(tmp_path, monkeypatch) -> Iterator[dict[str, Any]]:
+    """Stand-in servers, the provider variables pointing at them, a scratch working
+    directory, and every other provider URL redirected to a stand-in."""
+    from chatcore import _plugins, _transport
+    from chatcore.testing.server import StandInServer
+
+    for key in list(os.environ):
+        if key.startswith(("CHATCORE_", "OPENAI_", "AZURE_OPENAI_", "HF_")) or key in (
+            "HUGGING_FACE_HUB_TOKEN",
+        ):
+            monkeypatch.delenv(key, raising=False)
+    with (
+        StandInServer(flavor="openai") as openai,
+        StandInServer(flavor="azure") as azure,
+        StandInServer(flavor="tgi") as tgi,
+    ):
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-test-0123456789abcdef")
+        monkeypatch.setenv("OPENAI_BASE_URL", openai.base_url)
+        monkeypatch.setenv("HF_TOKEN", "hf_docstest0123456789abcdefghijklmnop")
+        monkeypatch.setenv("CHATCORE_HUGGINGFACE_BASE_URL", openai.base_url)
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-docs-test-0123456789")
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", azure.url)
+        monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
+        monkeypatch.chdir(tmp_path)
+
+        servers = {srv.url.rstrip("/") for srv in (openai, azure, tgi)}
+        original = _transport.HttpTransport.url
+
+        def redirected(self: Any, path: str) -> str:
+            url = original(self, path)
+            parts = urlsplit(url)
+            if f"{parts.scheme}://{parts.netloc}" in servers:
+                return url
+            host = (parts.hostname or "").lower()
+            if host in _LOOPBACK and _listening(parts.netloc):
+                return url  # a server the page started itself
+            if host.endswith(".azure.com"):
+                target = azure
+            elif "endpoints.huggingface" in host or parts.netloc.endswith(":8080"):
+                target = tgi  # dedicated endpoints and local TGI servers (port 8080)
+            else:
+                target = openai
+            rest = url[len(f"{parts.scheme}://{parts.netloc}") :]
+            return target.url.rstrip("/") + rest
+
+        monkeypatch.setattr(_transport.HttpTransport, "url", redirected)
+        # a fresh plugin registry for the page (it reads the environment when loaded)
+        monkeypatch.setattr(_plugins, "_host", None)
+        yield {"openai": openai, "azure": azure, "tgi": tgi}
+
+
+#: Pages whose blocks are known to fail, with why: strict xfails, so fixing a page (or
+#: marking its block ``<!-- no-run -->`` / ``<!-- raises: Name -->``) makes its entry fail
+#: as XPASS until it is removed here.
+KNOWN_FAILING: dict[str, str] = {}
+
+
+def _page_param(page: str) -> Any:
+    reason = KNOWN_FAILING.get(page)
+    if reason is None:
+        return page
+    return pytest.param(page, marks=pytest.mark.xfail(reason=reason, strict=True))
+
+
+@pytest.mark.parametrize("page", [_page_param(p) for p in PAGES])
+def test_python_blocks_run(page, docs_env, isolated_logging):
+    blocks = python_blocks(DOCS / page)
+    # a real module, so that attrs / typing resolve the annotations of classes it defines
+    module = types.ModuleType("docs_page_" + re.sub(r"\W", "_", page[:-3]))
+    sys.modules[module.__name__] = module
+    failures: list[str] = []
+    try:
+        with _time_limit(PAGE_TIMEOUT), warnings.catch_warnings():
+            warnings.simplefilter("default")
+            for block in blocks:
+                if block.marker != NO_RUN:
+                    problem = _run_block(page, block, module)
+                    if problem:
+                        failures.append(problem)
+    finally:
+        sys.modules.pop(module.__name__, None)
+        _cleanup(vars(module))
+    if failures:
+        # later blocks run on after a failure, so all of a page's problems show at once
+        # (a NameError after a failing block may only be a consequence of it)
+        pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+def _run_block(page: str, block: Block, module: types.ModuleType) -> str | None:
+    """Run one block in the page's module; the problem, or ``None`` when it behaves."""
+    expected = _RAISES.match(block.marker or "")
+    where = f"docs/{page}:{block.line}"
+    try:
+        exec(compile(block.code, where, "exec"), vars(module))
+    except _Timeout:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        names = {cls.__name__ for cls in type(exc).__mro__}
+        if expected and expected["name"] in names:
+            return None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{where}: the block fails: {type(exc).__name__}: {first}"
+    if expected:
+        return f"{where}: the block should raise {expected['name']} but does not"
+    return None
+
+
+def _cleanup(namespace: dict[str, Any]) -> None:
+    """Close the clients and stop the servers a page left open; turn chatcore's logging
+    off."""
+    for value in list(namespace.values()):
+        if isinstance(value, chatcore.Client):
+            with contextlib.suppress(Exception):
+                value.close()
+        elif "Server" in type(value).__name__ and callable(getattr(value, "stop", None)):
+            with contextlib.suppress(Exception):
+                value.stop()
+    with contextlib.suppress(Exception):
+        chatcore.configure_logging(None)
+
+
+# -- the site ---------------------------------------------------------------------------------
+
+
+def _nav_pages() -> list[str]:
+    text = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    nav = text[text.index("\nnav:") :]
+    return re.findall(r":\s+(\S+\.md)\s*$", nav, re.M)
+
+
+def test_every_page_is_in_the_nav_and_every_nav_entry_exists():
+    pages = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md"))
+    nav = _nav_pages()
+    assert sorted(set(pages) - set(nav)) == [], "pages missing from the nav of mkdocs.yml"
+    assert sorted(set(nav) - set(pages)) == [], "nav entries of mkdocs.yml without a page"
+    assert len(nav) == len(set(nav)), "a page is listed twice in the nav"
+
+
+def test_tutorial_shows_the_generated_files(tmp_path):
+    """The files the plugin tutorial shows are exactly what ``chatcore new-plugin acme``
+    writes (blocks whose first line is ``# <path>``)."""
+    from chatcore._scaffold import new_plugin
+
+    project = new_plugin("acme", tmp_path)
+    text = (DOCS / "plugin-tutorial.md").read_text(encoding="utf-8")
+    shown = 0
+    for match in re.finditer(r"^```\w+\n# ([\w./-]+)\n(.*?)^```$", text, re.M | re.S):
+        path = project / match.group(1)
+        if not path.is_file():
+            continue
+        assert match.group(2) == path.read_text(encoding="utf-8"), (
+            f"docs/plugin-tutorial.md shows an outdated {match.group(1)}"
+        )
+        shown += 1
+    assert shown >= 4
