@@ -80,6 +80,30 @@ class RateLimiter(Protocol):
         """Learn from an answer's rate-limit headers, or from a 429."""
 
 
+def check_wait(
+    key: str,
+    wait: float,
+    *,
+    blocking: bool,
+    remaining: float | None,
+    max_wait: float | None,
+    scope: str,
+) -> None:
+    """Raise :class:`RateLimitExceeded` when a limiter may not wait ``wait`` seconds for
+    ``key``: in non-blocking mode, or when the wait would outlast ``max_wait``
+    (``remaining`` is what is left of it). Shared by every limiter implementation."""
+    if not blocking:
+        raise RateLimitExceeded(
+            f"{key}: rate limit reached; next grant in {wait:.3f}s", key=key, retry_after=wait
+        )
+    if remaining is not None and remaining < wait:
+        raise RateLimitExceeded(
+            f"{key}: the {scope} rate limit would need {wait:.3f}s, more than max_wait={max_wait}s",
+            key=key,
+            retry_after=wait,
+        )
+
+
 class NullRateLimiter:
     """Grants everything at once and learns nothing (limits disabled)."""
 
@@ -282,21 +306,14 @@ class InMemoryRateLimiter:
                         self.waits += 1
                         self.wait_seconds += now - started
                     return Ticket(keys=keys, tokens=tokens)
-            if not blocking:
-                raise RateLimitExceeded(
-                    f"{provider}:{model}: rate limit reached; next grant in {wait:.3f}s",
-                    key=f"{provider}:{model}",
-                    retry_after=wait,
-                )
-            if deadline is not None:
-                remaining = deadline - self.clock()
-                if remaining < wait:
-                    raise RateLimitExceeded(
-                        f"{provider}:{model}: the local rate limit would need {wait:.3f}s,"
-                        f" more than max_wait={max_wait}s",
-                        key=f"{provider}:{model}",
-                        retry_after=wait,
-                    )
+            check_wait(
+                f"{provider}:{model}",
+                wait,
+                blocking=blocking,
+                remaining=None if deadline is None else deadline - self.clock(),
+                max_wait=max_wait,
+                scope="local",
+            )
             waited = True
             self.sleep(wait)
 

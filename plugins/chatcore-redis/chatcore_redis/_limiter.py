@@ -19,7 +19,13 @@ from typing import Any
 import attrs
 import redis
 
-from chatcore._limits import InMemoryRateLimiter, RateLimit, Ticket, parse_duration
+from chatcore._limits import (
+    InMemoryRateLimiter,
+    RateLimit,
+    Ticket,
+    check_wait,
+    parse_duration,
+)
 from chatcore.exceptions import (
     ConfigurationError,
     QuotaExceededError,
@@ -320,21 +326,14 @@ class RedisRateLimiter:
                         self.wait_seconds += self.clock() - started
                 return RedisTicket(keys=keys, tokens=tokens)
             wait = int(wait_us) / 1e6
-            if not blocking:
-                raise RateLimitExceeded(
-                    f"{provider}:{model}: rate limit reached; next grant in {wait:.3f}s",
-                    key=f"{provider}:{model}",
-                    retry_after=wait,
-                )
-            if deadline is not None:
-                remaining = deadline - self.clock()
-                if remaining < wait:
-                    raise RateLimitExceeded(
-                        f"{provider}:{model}: the shared rate limit would need {wait:.3f}s,"
-                        f" more than max_wait={max_wait}s",
-                        key=f"{provider}:{model}",
-                        retry_after=wait,
-                    )
+            check_wait(
+                f"{provider}:{model}",
+                wait,
+                blocking=blocking,
+                remaining=None if deadline is None else deadline - self.clock(),
+                max_wait=max_wait,
+                scope="shared",
+            )
             waited = True
             self.sleep(wait)
 
