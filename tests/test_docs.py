@@ -364,6 +364,14 @@ def _page_param(page: str) -> Any:
 
 @pytest.mark.parametrize("page", [_page_param(p) for p in PAGES])
 def test_python_blocks_run(page, docs_env, isolated_logging):
+    # the examples document the whole distribution: they run where its plugins are
+    # installed (make test, the py3xx tox environments), not in the core-only environment
+    for module_name in ("chatcore_openai", "chatcore_huggingface"):
+        pytest.importorskip(module_name, reason="the docs examples use the bundled plugins")
+    if page in ("redis.md", "cache.md"):
+        pytest.importorskip("redis", reason="this page's examples use chatcore-redis")
+    if page == "prometheus.md":
+        pytest.importorskip("prometheus_client", reason="this page uses chatcore-prometheus")
     blocks = python_blocks(DOCS / page)
     # a real module, so that attrs / typing resolve the annotations of classes it defines
     module = types.ModuleType("docs_page_" + re.sub(r"\W", "_", page[:-3]))
