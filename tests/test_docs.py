@@ -316,7 +316,7 @@ def docs_env(tmp_path, monkeypatch) -> Iterator[dict[str, Any]]:
     ):
         monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-test-0123456789abcdef")
         monkeypatch.setenv("OPENAI_BASE_URL", openai.base_url)
-        monkeypatch.setenv("HF_TOKEN", "hf_docstest0123456789abcdefghijklmnop")
+        monkeypatch.setenv("HF_TOKEN", "hf_docstest0123456789abcdefgh")
         monkeypatch.setenv("CHATCORE_HUGGINGFACE_BASE_URL", openai.base_url)
         monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-docs-test-0123456789")
         monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", azure.url)

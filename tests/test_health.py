@@ -162,7 +162,7 @@ def test_verbose_readyz_has_details(make_client, serve):
 
 
 def test_wrong_key_401_is_not_ready_and_redacted(make_client, server, serve):
-    wrong = "sk-wrongSECRETkey0123456789abcdefXYZ"
+    wrong = "sk-wrongSECRETkey0123456789abcd"
     client = make_client(providers={"wire": {"api_key": wrong, "base_url": server.base_url}})
     srv = serve(HealthChecker(client))
     status, _, raw = fetch(srv, "/readyz?verbose")

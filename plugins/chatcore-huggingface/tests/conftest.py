@@ -12,7 +12,7 @@ import chatcore
 from chatcore.testing.server import StandInServer
 
 #: A token shaped like a real one; it must never appear in any error text.
-TOKEN = "hf_TESTsecretTOKEN0123456789abcdef"
+TOKEN = "hf_TESTsecretTOKEN0123456789"
 
 ClientFactory = Callable[..., chatcore.Client]
 

@@ -15,7 +15,7 @@ class TestRouterConformance(ProviderConformance):
     provider_name = "huggingface"
     model = "meta-llama/Llama-3.1-8B-Instruct"
     server_flavor = "openai"
-    api_key = "hf_ConformanceRouterTOKEN0123456789"
+    api_key = "hf_ConformanceRouterTOKEN0123"
     entry_point_name = "huggingface"
     skip_checks: ClassVar[Mapping[str, str]] = {
         "capability_text_generation": "the router has no native /generate route (see the TGI "
@@ -30,7 +30,7 @@ class TestTGIConformance(ProviderConformance):
     provider_name = "huggingface"
     model = "tgi"
     server_flavor = "tgi"
-    api_key = "hf_ConformanceTGITOKEN0123456789abcd"
+    api_key = "hf_ConformanceTGITOKEN0123456"
     entry_point_name = "huggingface"
     capability_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "text_generation": {"api": "generate"}
