@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from chatcore._tools import ToolRun
 
 __all__ = ["Client"]
+
+T = TypeVar("T")
 
 _RESERVED = frozenset({"max_retries", "timeout_total"})
 _CACHE_PARAMS = frozenset({"cache", "cache_ttl"})
@@ -376,24 +378,18 @@ class Client:
         tickets: list[Any] = []
 
         def attempt(number: int) -> tuple[Iterator[ChatChunk], ChatChunk | None]:
-            max_wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ticket = limiter.acquire(name, model, estimate, max_wait=max_wait)
-            attempt_started = time.perf_counter()
-            chunks = provider.stream(request)
-            token = call_deadline.set(deadline)
-            try:
-                first = next(chunks, None)
-            except APIError as exc:
-                limiter.reconcile(ticket, None)
-                limiter.observe(name, model, exc.headers, exc)
-                self._record_attempt(request, number, attempt_started, exc)
-                raise
-            except BaseException as exc:
-                limiter.reconcile(ticket, None)
-                self._record_attempt(request, number, attempt_started, exc)
-                raise
-            finally:
-                call_deadline.reset(token)
+            chunks = provider.stream(request)  # a generator: nothing is sent before next()
+
+            def first_chunk() -> ChatChunk | None:
+                token = call_deadline.set(deadline)
+                try:
+                    return next(chunks, None)
+                finally:
+                    call_deadline.reset(token)
+
+            ticket, first, attempt_started = self._attempt(
+                request, number, deadline, estimate, first_chunk
+            )
             if first is not None:
                 limiter.observe(name, model, first.headers)
             self._record_attempt(request, number, attempt_started, None)
@@ -492,20 +488,9 @@ class Client:
         name, model = request.provider, request.model
 
         def attempt(number: int) -> ChatResponse:
-            max_wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ticket = limiter.acquire(name, model, estimate, max_wait=max_wait)
-            attempt_started = time.perf_counter()
-            try:
-                response = provider.chat(request)
-            except APIError as exc:
-                limiter.reconcile(ticket, None)
-                limiter.observe(name, model, exc.headers, exc)
-                self._record_attempt(request, number, attempt_started, exc)
-                raise
-            except BaseException as exc:
-                limiter.reconcile(ticket, None)
-                self._record_attempt(request, number, attempt_started, exc)
-                raise
+            ticket, response, attempt_started = self._attempt(
+                request, number, deadline, estimate, lambda: provider.chat(request)
+            )
             usage = response.usage
             limiter.reconcile(ticket, usage.total_tokens if usage is not None else estimate)
             limiter.observe(name, model, response.headers)
@@ -550,6 +535,33 @@ class Client:
         self._cache_store(cache, key, response, ttl)
         self._record(request, started, response=response, attempts=attempts)
         return response
+
+    def _attempt(
+        self,
+        request: ChatRequest,
+        number: int,
+        deadline: float | None,
+        estimate: int,
+        send: Callable[[], T],
+    ) -> tuple[Any, T, float]:
+        """One attempt's limiter grant and ``send()``; a failure settles the grant, teaches
+        the limiter (429s, rate-limit headers) and records the attempt before it is raised.
+        Returns ``(ticket, result, started)`` for the caller's success bookkeeping."""
+        limiter = self.rate_limiter
+        max_wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ticket = limiter.acquire(request.provider, request.model, estimate, max_wait=max_wait)
+        started = time.perf_counter()
+        try:
+            return ticket, send(), started
+        except APIError as exc:
+            limiter.reconcile(ticket, None)
+            limiter.observe(request.provider, request.model, exc.headers, exc)
+            self._record_attempt(request, number, started, exc)
+            raise
+        except BaseException as exc:
+            limiter.reconcile(ticket, None)
+            self._record_attempt(request, number, started, exc)
+            raise
 
     def _on_retry(self, request: ChatRequest) -> Callable[[int, BaseException, float], None]:
         def log_retry(attempt: int, error: BaseException, delay: float) -> None:
