@@ -191,3 +191,13 @@ def test_with_retry_decorator_reuses_the_policy():
         final()
     assert calls.count(2) == 1
     assert chatcore.with_retry is with_retry
+
+
+def test_server_sees_the_retry_after_the_demanded_delay(make_client, server):
+    """With the real sleep, the second attempt reaches the server no sooner than the
+    ``retry-after-ms`` the first answer demanded (a lower bound, not a timing target)."""
+    server.enqueue(Reply.error(429, "slow down", headers={"retry-after-ms": "150"}))
+    client = make_client(retry=RetryPolicy(max_retries=1))
+    assert client.chat("wire:m", "hi").attempts == 2
+    first, second = server.requests
+    assert second.time - first.time >= 0.15
