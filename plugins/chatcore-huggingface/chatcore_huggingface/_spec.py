@@ -4,7 +4,6 @@ defaults), its capabilities, and a factory that checks the token before any netw
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from chatcore.provider import Option, Provider, ProviderConfig, ProviderSpec
 
@@ -36,16 +35,10 @@ _TOKEN_HOSTS = frozenset({"router.huggingface.co", "api-inference.huggingface.co
 CAPABILITIES = frozenset({"chat", "stream", "models", "text_generation", "tools", "json_object"})
 
 
-def _iterable(value: Any) -> Any:
-    """Pass a value to an attrs field whose converter is a builtin (``tuple``,
-    ``frozenset``): mypy's attrs plugin cannot type those converters."""
-    return value
-
-
 OPTIONS: Mapping[str, Option] = {
     "api_key": Option(
         secret=True,
-        env=_iterable(TOKEN_ENV),
+        env=TOKEN_ENV,
         help="Hugging Face token (hf_...); required for the router, optional for a "
         "dedicated endpoint or a local TGI server",
     ),
@@ -101,6 +94,6 @@ def provider_spec() -> ProviderSpec:
         name=PROVIDER_NAME,
         factory=create_provider,
         options=OPTIONS,
-        capabilities=_iterable(CAPABILITIES),
+        capabilities=CAPABILITIES,
         description="Hugging Face Inference Providers router, Inference Endpoints and TGI",
     )

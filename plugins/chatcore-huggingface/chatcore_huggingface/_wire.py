@@ -384,7 +384,7 @@ def generate_response(
     return ChatResponse(
         id=request_id or _new_id("gen"),
         model=request.model,
-        choices=_iterable((choice,)),
+        choices=(choice,),
         created=int(time.time()),
         usage=usage,
         provider=PROVIDER,
@@ -416,11 +416,6 @@ def models_from_payload(
             secrets=secrets,
         )
     return model_infos(PROVIDER, items)
-
-
-def _iterable(value: Any) -> Any:
-    # mypy's attrs plugin cannot type a builtin converter (``converter=tuple``)
-    return value
 
 
 def _new_id(prefix: str) -> str:

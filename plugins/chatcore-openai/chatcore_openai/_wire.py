@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from chatcore.exceptions import APIError, ConfigurationError, ResponseDecodeError, ValidationError
+from chatcore.exceptions import ConfigurationError, ResponseDecodeError, ValidationError
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse
 from chatcore.provider import (
     HttpResult,
@@ -295,17 +295,13 @@ class ChatCompletionsProvider(Provider):
         """Send one Chat Completions request and return the answer (one attempt)."""
         path, body_model = self.chat_route(request)
         body = chat_body(request, model=body_model)
-        try:
-            result = self.http.request("POST", path, json_body=body, model=request.model)
-            request_id = self.request_id(result)
-            if request_id != result.request_id:
-                result = attrs.evolve(result, request_id=request_id)
-            return decode_chat(
-                result, provider=self.name, model=request.model, secrets=self.http.secrets
-            )
-        except APIError as error:
-            scrub(error, self.http.secrets)
-            raise
+        result = self.http.request("POST", path, json_body=body, model=request.model)
+        request_id = self.request_id(result)
+        if request_id != result.request_id:
+            result = attrs.evolve(result, request_id=request_id)
+        return decode_chat(
+            result, provider=self.name, model=request.model, secrets=self.http.secrets
+        )
 
     def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
         """Stream one Chat Completions request (one attempt). Usage is asked for
@@ -319,21 +315,5 @@ class ChatCompletionsProvider(Provider):
 
     def list_models(self) -> list[ModelInfo]:
         """The models the server lists at ``/models``."""
-        try:
-            result = self.http.request("GET", self.models_path())
-            return decode_models(result, provider=self.name, secrets=self.http.secrets)
-        except APIError as error:
-            scrub(error, self.http.secrets)
-            raise
-
-
-def scrub(error: APIError, secrets: tuple[str, ...]) -> None:
-    """Mask the secrets in ``error``'s ``code``, ``param`` and ``error_type`` too (the core
-    redacts the message and body, but prints ``code`` unredacted in ``str()``)."""
-    for attr in ("code", "param", "error_type"):
-        value = getattr(error, attr)
-        if isinstance(value, str):
-            for secret in secrets:
-                if secret and secret in value:
-                    value = value.replace(secret, "***")
-            setattr(error, attr, value)
+        result = self.http.request("GET", self.models_path())
+        return decode_models(result, provider=self.name, secrets=self.http.secrets)
