@@ -10,10 +10,11 @@ the sleep are injectable; nothing here sleeps while holding the lock.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -102,6 +103,37 @@ def check_wait(
             key=key,
             retry_after=wait,
         )
+
+
+def throttle_delay(error: BaseException | None, default: float) -> float | None:
+    """How long a throttling 429 asks every worker to hold off (its ``retry_after``, or
+    ``default``); ``None`` for anything else, quota errors included (those are final)."""
+    if not isinstance(error, RateLimitError) or isinstance(error, QuotaExceededError):
+        return None
+    delay = error.retry_after
+    return delay if delay is not None and delay > 0 else default
+
+
+def rate_limit_signals(
+    headers: Mapping[str, str] | None,
+) -> Iterator[tuple[str, float, float]]:
+    """``(dimension, remaining, reset_seconds)`` for each usable ``x-ratelimit-remaining-*``
+    / ``x-ratelimit-reset-*`` pair (``requests``, ``tokens``); Azure's ``-1`` / ``0``
+    placeholders and unparsable values are skipped."""
+    if not headers:
+        return
+    for dim in ("requests", "tokens"):
+        remaining_text = headers.get(f"x-ratelimit-remaining-{dim}")
+        if remaining_text is None:
+            continue
+        try:
+            remaining = float(remaining_text)
+        except ValueError:
+            continue
+        reset = parse_duration(headers.get(f"x-ratelimit-reset-{dim}", "") or "")
+        if reset is None or reset <= 0 or remaining < 0 or math.isnan(remaining):
+            continue
+        yield dim, remaining, reset
 
 
 class NullRateLimiter:
@@ -342,26 +374,13 @@ class InMemoryRateLimiter:
         if not self.adaptive:
             return
         now = self.clock()
-        if isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
-            delay = error.retry_after if error.retry_after and error.retry_after > 0 else None
-            until = now + (delay if delay is not None else self.default_retry_after)
+        delay = throttle_delay(error, self.default_retry_after)
+        if delay is not None:
             with self._lock:
                 hold = self._holds.setdefault(provider, _Hold())
-                hold.requests_until = max(hold.requests_until, until)
+                hold.requests_until = max(hold.requests_until, now + delay)
             return
-        if not headers:
-            return
-        for dim in ("requests", "tokens"):
-            remaining_text = headers.get(f"x-ratelimit-remaining-{dim}")
-            if remaining_text is None:
-                continue
-            try:
-                remaining = float(remaining_text)
-            except ValueError:
-                continue
-            reset = parse_duration(headers.get(f"x-ratelimit-reset-{dim}", "") or "")
-            if reset is None or reset <= 0 or remaining < 0:
-                continue  # Azure reports -1 or 0 on some APIs: not a signal
+        for dim, remaining, reset in rate_limit_signals(headers):
             with self._lock:
                 bucket = (self._requests if dim == "requests" else self._tokens).get(provider)
                 if bucket is not None:

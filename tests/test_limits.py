@@ -256,3 +256,20 @@ def test_client_obeys_provider_headers_before_the_next_call(make_client, server)
     assert slept == []
     client.chat("wire:m", "hi")
     assert slept == [pytest.approx(0.25)]
+
+
+def test_rate_limit_signals_skip_placeholders_and_garbage():
+    from chatcore._limits import rate_limit_signals, throttle_delay
+
+    headers = {
+        "x-ratelimit-remaining-requests": "nan",
+        "x-ratelimit-reset-requests": "1s",
+        "x-ratelimit-remaining-tokens": "12",
+        "x-ratelimit-reset-tokens": "6m0s",
+    }
+    assert list(rate_limit_signals(headers)) == [("tokens", 12.0, 360.0)]
+    assert list(rate_limit_signals(None)) == []
+    assert throttle_delay(RateLimitError("x", retry_after=2.5), 1.0) == 2.5
+    assert throttle_delay(RateLimitError("x"), 1.0) == 1.0
+    assert throttle_delay(QuotaExceededError("q", retry_after=9), 1.0) is None
+    assert throttle_delay(None, 1.0) is None

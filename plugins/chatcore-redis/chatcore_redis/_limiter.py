@@ -24,12 +24,11 @@ from chatcore._limits import (
     RateLimit,
     Ticket,
     check_wait,
-    parse_duration,
+    rate_limit_signals,
+    throttle_delay,
 )
 from chatcore.exceptions import (
     ConfigurationError,
-    QuotaExceededError,
-    RateLimitError,
     RateLimitExceeded,
 )
 from chatcore_redis._config import (
@@ -399,24 +398,11 @@ class RedisRateLimiter:
             return
         self._local.observe(provider, model, headers, error)
         req_hold, tok_hold = self.hold_keys(provider)
-        if isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
-            delay = error.retry_after if error.retry_after and error.retry_after > 0 else None
-            seconds = delay if delay is not None else self.default_retry_after
-            self._set_hold(req_hold, seconds)
+        delay = throttle_delay(error, self.default_retry_after)
+        if delay is not None:
+            self._set_hold(req_hold, delay)
             return
-        if not headers:
-            return
-        for dim in ("requests", "tokens"):
-            remaining_text = headers.get(f"x-ratelimit-remaining-{dim}")
-            if remaining_text is None:
-                continue
-            try:
-                remaining = float(remaining_text)
-            except ValueError:
-                continue
-            reset = parse_duration(headers.get(f"x-ratelimit-reset-{dim}", "") or "")
-            if reset is None or reset <= 0 or remaining < 0 or math.isnan(remaining):
-                continue  # Azure reports -1 or 0 on some APIs: not a signal
+        for dim, remaining, reset in rate_limit_signals(headers):
             bucket = (self._requests if dim == "requests" else self._tokens).get(provider)
             if bucket is not None:
                 self._clamp(bucket, remaining)
