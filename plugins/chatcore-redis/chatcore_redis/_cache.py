@@ -29,12 +29,9 @@ from chatcore_redis._config import (
     RedisUnavailableError,
     check_policy,
     check_timeout,
-    check_url,
-    make_client,
-    mask_url,
+    connect,
     url_password,
 )
-from chatcore_redis._limiter import _client_url
 
 __all__ = ["RedisCache", "RedisCacheStats"]
 
@@ -112,18 +109,13 @@ class RedisCache:
         socket_timeout = check_timeout(socket_timeout, "socket_timeout")
         if connect_timeout is not None:
             connect_timeout = check_timeout(connect_timeout, "connect_timeout")
-        self._owns_client = client is None
-        if client is None:
-            assert url is not None
-            url = check_url(url, password)
-            client = make_client(
-                url,
-                password=password,
-                socket_timeout=socket_timeout,
-                connect_timeout=connect_timeout,
-            )
-        self.url = mask_url(url if url is not None else _client_url(client), password)
-        self.redis = client
+        self.redis, self.url, self._owns_client = connect(
+            url,
+            client,
+            password=password,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+        )
         self.ttl = ttl
         self.prefix = prefix
         self.namespace = f"{prefix}cache:"

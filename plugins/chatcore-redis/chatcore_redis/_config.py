@@ -272,6 +272,37 @@ def make_client(
         ) from None
 
 
+def _client_url(client: redis.Redis) -> str:
+    """A redis:// URL describing a client built elsewhere (no password in it)."""
+    kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}"
+    ssl = client.connection_pool.connection_class.__name__.startswith("SSL")
+    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    return f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
+
+
+def connect(
+    url: str | None,
+    client: redis.Redis | None,
+    *,
+    password: str | None,
+    socket_timeout: float,
+    connect_timeout: float | None,
+) -> tuple[redis.Redis, str, bool]:
+    """The client to use (``client`` as given, else one made for ``url``), the URL to show
+    (password masked) and whether the caller owns the client (and must close it)."""
+    if client is not None:
+        return client, mask_url(url if url is not None else _client_url(client), password), False
+    if url is None:
+        raise ConfigurationError("a Redis URL or a redis client is required")
+    url = check_url(url, password)
+    made = make_client(
+        url, password=password, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+    )
+    return made, mask_url(url, password), True
+
+
 _shared: dict[tuple[str, str | None, float, float | None], redis.Redis] = {}
 _shared_lock = threading.Lock()
 

@@ -41,9 +41,7 @@ from chatcore_redis._config import (
     FailurePolicy,
     check_policy,
     check_timeout,
-    check_url,
-    make_client,
-    mask_url,
+    connect,
     url_password,
 )
 
@@ -211,18 +209,13 @@ class RedisRateLimiter:
             sleep=sleep,
         )
         self.limits: dict[str, RateLimit] = dict(self._local.limits)
-        self._owns_client = client is None
-        if client is None:
-            assert url is not None
-            url = check_url(url, password)
-            client = make_client(
-                url,
-                password=password,
-                socket_timeout=socket_timeout,
-                connect_timeout=connect_timeout,
-            )
-        self.url = mask_url(url if url is not None else _client_url(client), password)
-        self.redis = client
+        self.redis, self.url, self._owns_client = connect(
+            url,
+            client,
+            password=password,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+        )
         self.prefix = prefix
         self.failure_policy: FailurePolicy = policy
         self.adaptive = adaptive
@@ -239,9 +232,9 @@ class RedisRateLimiter:
             reconnect_interval=reconnect_interval,
             clock=clock,
         )
-        self._acquire = client.register_script(ACQUIRE_LUA)
-        self._adjust = client.register_script(ADJUST_LUA)
-        self._hold = client.register_script(HOLD_LUA)
+        self._acquire = self.redis.register_script(ACQUIRE_LUA)
+        self._adjust = self.redis.register_script(ADJUST_LUA)
+        self._hold = self.redis.register_script(HOLD_LUA)
         self._requests: dict[str, _BucketSpec] = {}
         self._tokens: dict[str, _BucketSpec] = {}
         for key, limit in self.limits.items():
@@ -485,13 +478,3 @@ class RedisRateLimiter:
 def _num(value: float) -> str:
     """A number as Lua's ``tonumber`` reads it exactly."""
     return repr(float(value))
-
-
-def _client_url(client: redis.Redis) -> str:
-    """A redis:// URL describing a client built elsewhere (no password in it)."""
-    kwargs = client.connection_pool.connection_kwargs
-    if kwargs.get("path"):
-        return f"unix://{kwargs['path']}"
-    ssl = client.connection_pool.connection_class.__name__.startswith("SSL")
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
-    return f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
