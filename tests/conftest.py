@@ -9,35 +9,16 @@ from typing import Any
 import pytest
 
 import chatcore
-from chatcore.models import ChatRequest, ChatResponse
-from chatcore.provider import ModelInfo, Option, Provider, ProviderConfig, ProviderSpec, model_infos
+from chatcore.provider import Option, ProviderSpec
+from chatcore.testing.helpers import OpenAIWireProvider
 from chatcore.testing.server import StandInServer
 
 TEST_KEY = "sk-testSECRETkey0123456789abcdef"
 
 
-class WireProvider(Provider):
-    """A minimal OpenAI-wire provider used to test the core pipeline."""
-
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__(config)
-        key = config.require("api_key")
-        self.transport = self.make_transport(
-            base_url=config["base_url"], headers={"Authorization": f"Bearer {key}"}
-        )
-
-    def chat(self, request: ChatRequest) -> ChatResponse:
-        assert self.transport is not None
-        result = self.transport.request(
-            "POST", "/chat/completions", json_body=request.to_openai_dict(), model=request.model
-        )
-        return ChatResponse.from_dict(
-            result.data, provider=self.name, request_id=result.request_id, headers=result.headers
-        )
-
-    def list_models(self) -> list[ModelInfo]:
-        assert self.transport is not None
-        return model_infos(self.name, self.transport.request("GET", "/models").data["data"])
+#: The OpenAI-wire test provider of ``chatcore.testing`` (its ``stream`` is only reachable
+#: where a spec declares the "stream" capability; the ``wire`` spec below does not).
+WireProvider = OpenAIWireProvider
 
 
 class WirePlugin:

@@ -25,8 +25,8 @@ from chatcore.exceptions import (
     StreamError,
     ValidationError,
 )
-from chatcore.models import ChatChunk, ChatRequest, ChatResponse
-from chatcore.provider import Option, ProviderSpec, stream_chat_completions
+from chatcore.models import ChatChunk, ChatResponse
+from chatcore.provider import Option, ProviderSpec
 from chatcore.testing.server import Reply, StandInServer
 
 from .conftest import TEST_KEY, WirePlugin, WireProvider
@@ -34,16 +34,9 @@ from .conftest import TEST_KEY, WirePlugin, WireProvider
 MODEL = "sse:gpt-4o-mini"
 
 
-class StreamingWireProvider(WireProvider):
-    """The conftest ``wire`` provider plus ``stream()`` (OpenAI SSE, usage asked for)."""
-
-    def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
-        assert self.transport is not None
-        body = request.to_openai_dict()
-        body.setdefault("stream_options", {"include_usage": True})
-        yield from stream_chat_completions(
-            self.transport, "/chat/completions", body, provider=self.name, model=request.model
-        )
+#: The conftest ``wire`` provider class (chatcore.testing's, which streams), offered under a
+#: spec that declares "stream".
+StreamingWireProvider = WireProvider
 
 
 class StreamingPlugin:

@@ -23,6 +23,7 @@ _EXPORTS = {
     "ClientFactory": "helpers",
     "LogCapture": "helpers",
     "MetricsRecorder": "helpers",
+    "OpenAIWireProvider": "helpers",
     "ProviderConformance": "conformance",
     "RecordedRequest": "server",
     "RecordingSleep": "helpers",

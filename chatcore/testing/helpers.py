@@ -17,12 +17,20 @@ import attrs
 
 from chatcore.hookspecs import hookimpl
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse, Choice, Message, Usage
-from chatcore.provider import ModelInfo, Provider, ProviderConfig, ProviderSpec
+from chatcore.provider import (
+    ModelInfo,
+    Provider,
+    ProviderConfig,
+    ProviderSpec,
+    model_infos,
+    stream_chat_completions,
+)
 
 __all__ = [
     "ClientFactory",
     "LogCapture",
     "MetricsRecorder",
+    "OpenAIWireProvider",
     "RecordingSleep",
     "ScriptedCall",
     "ScriptedProvider",
@@ -36,6 +44,45 @@ ScriptedReply = ChatResponse | Mapping[str, Any] | str | BaseException | type[Ba
 text of an answer, or an exception (instance or class) to raise."""
 
 _WORDS = re.compile(r"\s*\S+|\s+$")
+
+
+# ---------------------------------------------------------------------------------------------
+# An OpenAI-wire provider for tests
+
+
+class OpenAIWireProvider(Provider):
+    """The smallest real provider: OpenAI Chat Completions over the core's transport
+    (``api_key`` required, ``base_url``), with chat, stream (usage asked for) and model
+    listing. Register it under any name in a test plugin to exercise the pipeline against
+    :class:`~chatcore.testing.server.StandInServer` without installing a provider plugin."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        key = config.require("api_key")
+        self.transport = self.make_transport(
+            base_url=config["base_url"], headers={"Authorization": f"Bearer {key}"}
+        )
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        assert self.transport is not None
+        result = self.transport.request(
+            "POST", "/chat/completions", json_body=request.to_openai_dict(), model=request.model
+        )
+        return ChatResponse.from_dict(
+            result.data, provider=self.name, request_id=result.request_id, headers=result.headers
+        )
+
+    def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
+        assert self.transport is not None
+        body = request.to_openai_dict()
+        body.setdefault("stream_options", {"include_usage": True})
+        yield from stream_chat_completions(
+            self.transport, "/chat/completions", body, provider=self.name, model=request.model
+        )
+
+    def list_models(self) -> list[ModelInfo]:
+        assert self.transport is not None
+        return model_infos(self.name, self.transport.request("GET", "/models").data["data"])
 
 
 # ---------------------------------------------------------------------------------------------

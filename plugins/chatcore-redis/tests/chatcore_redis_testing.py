@@ -18,8 +18,9 @@ from typing import Any
 
 import chatcore
 from chatcore._plugins import PluginHost
-from chatcore.models import ChatRequest, ChatResponse
-from chatcore.provider import Option, Provider, ProviderConfig, ProviderSpec
+from chatcore.models import ChatResponse
+from chatcore.provider import Option, ProviderSpec
+from chatcore.testing.helpers import OpenAIWireProvider
 
 TEST_KEY = "sk-testSECRETkey0123456789abcdef"
 MODEL = "wire:gpt-4o-mini"
@@ -131,24 +132,7 @@ class RedisServer:
 # The in-test provider
 
 
-class WireProvider(Provider):
-    """A minimal OpenAI-wire provider (as in the core's tests)."""
-
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__(config)
-        key = config.require("api_key")
-        self.transport = self.make_transport(
-            base_url=config["base_url"], headers={"Authorization": f"Bearer {key}"}
-        )
-
-    def chat(self, request: ChatRequest) -> ChatResponse:
-        assert self.transport is not None
-        result = self.transport.request(
-            "POST", "/chat/completions", json_body=request.to_openai_dict(), model=request.model
-        )
-        return ChatResponse.from_dict(
-            result.data, provider=self.name, request_id=result.request_id, headers=result.headers
-        )
+WireProvider = OpenAIWireProvider  # chatcore.testing's OpenAI-wire test provider
 
 
 class WirePlugin:
