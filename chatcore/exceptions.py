@@ -23,9 +23,11 @@ ChatcoreError
     │   ├── UnprocessableEntityError 422
     │   ├── RateLimitError 429 (.retry_after)
     │   │   └── QuotaExceededError       insufficient_quota: never retried
-    │   └── ServerError 5xx
-    │       └── ServiceUnavailableError 503 (.retry_after; HF "model is loading")
+    │   ├── ServerError 5xx
+    │   │   └── ServiceUnavailableError 503 (.retry_after; HF "model is loading")
+    │   └── RedirectError 3xx            a redirect chatcore will not follow
     ├── ResponseDecodeError              a 2xx body that is not what the API promises
+    │   └── ResponseTooLargeError        an answer or an event over its size cap
     └── StreamError                      an error event or a broken stream mid-way
 ```
 
@@ -68,8 +70,10 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RateLimitExceeded",
+    "RedirectError",
     "RequestTooLargeError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "ServerError",
     "ServiceUnavailableError",
     "StreamError",
@@ -263,8 +267,30 @@ class ServiceUnavailableError(ServerError):
     """503: overloaded or (Hugging Face) the model is still loading."""
 
 
+class RedirectError(APIStatusError):
+    """3xx: a redirect chatcore will not follow (to another origin, one that would change
+    the method of a POST, or one hop too many). ``.location`` is the target's origin
+    (scheme, host, port) only; credentials are never sent there. Never retried."""
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("should_retry", False)
+        super().__init__(message, **kwargs)
+        self.location = location
+
+
 class ResponseDecodeError(APIError):
     """A success answer whose body is not what the API promises."""
+
+
+class ResponseTooLargeError(ResponseDecodeError):
+    """An answer (after decompression) over ``max_response_bytes``, or one stream event
+    over ``max_event_bytes``; reading stopped at the cap. ``.limit`` is the cap in bytes.
+    Never retried."""
+
+    def __init__(self, message: str, *, limit: int | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("should_retry", False)
+        super().__init__(message, **kwargs)
+        self.limit = limit
 
 
 class StreamError(APIError):
