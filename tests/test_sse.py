@@ -15,7 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatcore._sse import SSEEvent, iter_sse, openai_chunks, stream_error_from_event
+from chatcore._sse import (
+    SSEEvent,
+    chunk_from_dict,
+    iter_sse,
+    openai_chunks,
+    stream_error_from_event,
+)
 from chatcore.exceptions import (
     ConfigurationError,
     ResponseDecodeError,
@@ -348,6 +354,8 @@ def test_retry_is_honoured_only_as_ascii_digits():
     stream = (
         "retry: 3000\ndata: a\n\n"
         "retry: 0012\ndata: b\n\n"
+        "retry: 0\ndata: b0\n\n"
+        "retry: 000\ndata: b000\n\n"
         "retry: -5\ndata: c\n\n"
         "retry:  7\ndata: d\n\n"  # the value is " 7"
         "retry: 7s\ndata: e\n\n"
@@ -360,6 +368,8 @@ def test_retry_is_honoured_only_as_ascii_digits():
     assert [(e.data, e.retry) for e in events(stream)] == [
         ("a", 3000),
         ("b", 12),
+        ("b0", 0),
+        ("b000", 0),
         ("c", None),
         ("d", None),
         ("e", None),
@@ -449,19 +459,33 @@ def test_an_event_of_exactly_the_cap_passes_and_one_byte_more_raises(cap, size):
     assert outcome(_reads(ok + over + ok, size), cap) == (list(iter_sse([ok])), cap)
 
 
-def test_the_error_names_the_cap_its_value_and_the_option():
+@pytest.mark.parametrize(
+    ("stream", "reason"),
+    [
+        (b"data: " + b"x" * 100 + b"\n\n", "its lines add up to more than that"),
+        (b"data: " + b"x" * 100, "a line has no end within it"),
+        (b":" + b"x" * 100 + b"\n", "a comment line is longer than that"),
+        (b":" + b"x" * 100, "a comment line is longer than that"),
+    ],
+)
+def test_the_error_names_the_cap_its_value_and_the_option(stream, reason):
     with pytest.raises(ResponseTooLargeError) as info:
-        list(iter_sse([b"data: " + b"x" * 100 + b"\n\n"], max_event_bytes=100))
+        list(iter_sse(_reads(stream, 50), max_event_bytes=100))
     err = info.value
     assert isinstance(err, ResponseDecodeError)
     assert err.limit == 100
     assert err.should_retry is False
-    assert "max_event_bytes" in str(err)
-    assert "100 bytes" in str(err)
+    assert err.message == (
+        f"a stream event is over the max_event_bytes cap of 100 bytes ({reason}); reading"
+        " stopped there. If the provider really sends events this large, raise the provider"
+        " option max_event_bytes."
+    )
 
 
-def _endless(read: bytes, taken: list[int]) -> Iterator[bytes]:
-    while True:
+def _endless(read: bytes, taken: list[int], most: int = 20_000) -> Iterator[bytes]:
+    """``read`` again and again (``most`` times: a broken cap fails the test instead of
+    filling the machine's memory), counting the reads taken."""
+    for _ in range(most):
         taken.append(1)
         yield read
 
@@ -731,3 +755,89 @@ def test_full_openai_stream_through_the_parser(size):
     got = list(openai_chunks(iter_sse(_reads(body, size)), provider="p", model="m"))
     assert "".join(c.text for c in got) == "Héllo"
     assert got[-1].usage is not None and got[-1].usage.total_tokens == 3
+
+
+# --- the decoder at its boundaries -------------------------------------------------------
+
+
+def test_require_done_is_the_default():
+    with pytest.raises(StreamError) as info:
+        list(openai_chunks(sse_events(chunk("a")), provider="p", model="m"))
+    assert info.value.message == (
+        "the stream ended without its [DONE] terminator (connection cut or server error)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "retry"),
+    [
+        ({"error": "x", "error_type": "overloaded"}, True),
+        ({"error": {"message": "x", "type": "server_error"}}, True),
+        ({"error": {"message": "x", "type": "other", "code": "server_error"}}, True),
+        ({"error": {"message": "x", "type": "other", "code": "rate_limit_exceeded"}}, True),
+        ({"error": {"message": "x", "type": "invalid_request_error", "code": "bad"}}, False),
+        ({"error": {"message": "x"}}, False),
+    ],
+)
+def test_which_in_band_errors_are_retryable(payload, retry):
+    err = stream_error_from_event(payload, provider="p", model="m")
+    assert err.should_retry is retry
+    assert (err.provider, err.model, err.partial_text) == ("p", "m", "")
+
+
+def test_an_in_band_error_without_a_message_shows_the_payload():
+    err = stream_error_from_event({"error": {"code": "c9"}}, provider="p", model="m")
+    assert err.message == "the provider sent an error in the stream: {'error': {'code': 'c9'}}"
+    err = stream_error_from_event(
+        {"error": {"message": "m1", "code": "c9"}}, provider="p", model="m"
+    )
+    assert err.message == "the provider sent an error in the stream: m1"
+
+
+def _failure(*events: SSEEvent, secrets: tuple[str, ...] = ()) -> StreamError:
+    with pytest.raises(StreamError) as info:
+        list(openai_chunks(events, provider="p", model="m", secrets=secrets))
+    assert (info.value.provider, info.value.model) == ("p", "m")
+    return info.value
+
+
+_TWO = (SSEEvent(json.dumps(chunk("one "))), SSEEvent(json.dumps(chunk("two"))))
+
+
+def test_a_text_error_event_is_cut_at_300_characters_and_redacted():
+    secret = "tok-test-0123456789abcdef"
+    err = _failure(*_TWO, SSEEvent(secret + "a" * 300 + "b" * 50, "error"), secrets=(secret,))
+    assert err.message == "the provider sent an error event: " + "***" + "a" * 275
+    assert err.partial_text == "one two"
+
+
+def test_an_error_event_with_json_data_is_decoded_as_json():
+    err = _failure(SSEEvent('  {"error": {"message": "bad", "code": "c1"}}', "error"))
+    assert err.code == "c1"
+    assert err.message == "the provider sent an error in the stream: bad"
+
+
+def test_a_non_json_event_is_cut_at_200_characters_and_redacted():
+    secret = "tok-test-0123456789abcdef"
+    err = _failure(*_TWO, SSEEvent(secret + "x" * 200 + "y" * 50), secrets=(secret,))
+    assert err.message == "a stream event is not JSON: " + repr(secret + "x" * 175).replace(
+        secret, "***"
+    )
+    assert err.partial_text == "one two"
+
+
+def test_an_in_band_error_keeps_the_text_so_far():
+    err = _failure(*_TWO, SSEEvent(json.dumps({"error": {"message": "late"}})))
+    assert err.partial_text == "one two"
+
+
+def test_an_error_key_next_to_choices_is_a_chunk():
+    got = decode({**chunk("ok"), "error": {"message": "ignored"}}, "[DONE]")
+    assert [c.text for c in got] == ["ok"]
+
+
+def test_chunk_from_dict_defaults():
+    got = chunk_from_dict({"created": "soon"}, provider="p")
+    assert (got.id, got.model, got.choices, got.created, got.usage) == ("", "", (), 0, None)
+    assert chunk_from_dict({"usage": {"prompt_tokens": "x"}}, provider="p").usage is None
+    assert chunk_from_dict({"created": 5, "model": "x"}, provider="p").created == 5
