@@ -92,14 +92,13 @@ def iter_sse(chunks: Iterable[bytes], *, max_event_bytes: int | None = None) -> 
 
 def _events(chunks: Iterable[bytes], limit: int) -> Iterator[SSEEvent]:
     """The parser behind :func:`iter_sse`: each read is split once (``bytes.splitlines``
-    breaks at CR, LF and CRLF only); an unfinished line waits as a list of pieces."""
+    breaks at CR, LF and CRLF only); an unfinished line waits in one growing buffer."""
     data: list[bytes] = []  # the current event's data values
     event = b""  # its event name
     event_id: str | None = None  # the last event id: it persists across events
     retry: int | None = None
     size = 0  # bytes of the current event's field lines so far
-    partial: list[bytes] = []  # pieces of a line whose end has not arrived
-    partial_size = 0
+    partial = bytearray()  # the start of a line whose end has not arrived (grows in place)
     pending_cr = False  # the last read ended in CR: an LF starting the next is its CRLF
     reads = iter(chunks)
     head = b""
@@ -128,16 +127,15 @@ def _events(chunks: Iterable[bytes], limit: int) -> Iterator[SSEEvent]:
         else:
             tail = lines.pop()
         if partial and lines:
-            partial.append(lines[0])
-            lines[0] = b"".join(partial)
-            partial = []
-            partial_size = 0
+            partial += lines[0]
+            lines[0] = bytes(partial)
+            partial.clear()
         for line in lines:
             if not line:  # a blank line dispatches the event
                 if data:
                     yield SSEEvent(
-                        b"\n".join(data).decode("utf-8", "replace"),
-                        event.decode("utf-8", "replace") if event else "message",
+                        b"\n".join(data).decode(errors="replace"),
+                        event.decode(errors="replace") if event else "message",
                         event_id,
                         retry,
                     )
@@ -163,18 +161,17 @@ def _events(chunks: Iterable[bytes], limit: int) -> Iterator[SSEEvent]:
                 event = value
             elif name == b"id":
                 if b"\x00" not in value:  # the SSE spec ignores an id with a NUL in it
-                    event_id = value.decode("utf-8", "replace")
+                    event_id = value.decode(errors="replace")
             elif name == b"retry" and value.isdigit():  # ASCII digits only (SSE spec)
                 digits = value.lstrip(b"0") or b"0"
                 if len(digits) <= _RETRY_DIGITS:
                     retry = int(digits)
         if tail:
-            partial.append(tail)
-            partial_size += len(tail)
-            if partial[0][0] == _COLON:
-                if partial_size > limit:
+            partial += tail
+            if partial[0] == _COLON:
+                if len(partial) > limit:
                     raise _too_large(limit, "a comment line is longer than that")
-            elif size + partial_size > limit:
+            elif size + len(partial) > limit:
                 raise _too_large(limit, "a line has no end within it")
 
 

@@ -560,6 +560,25 @@ def test_memory_stays_about_the_cap_against_a_128_mib_line():
     assert peak < 3 * 1024 * 1024  # the cap held as pieces, plus bookkeeping
 
 
+def test_memory_stays_about_the_cap_against_a_line_in_small_reads():
+    taken: list[int] = []
+
+    def reads() -> Iterator[bytes]:
+        for _ in range(200_000):
+            taken.append(1)
+            yield bytes(bytearray(b"z" * 16))  # a new object each read, as from a socket
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResponseTooLargeError):
+            list(iter_sse(reads(), max_event_bytes=1024 * 1024))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(taken) == 1024 * 1024 // 16 + 1
+    assert peak < 2 * 1024 * 1024  # one buffer, not 65,536 pieces of 16 bytes
+
+
 def test_no_cap_by_default():
     big = b"data: " + b"x" * (4 * 1024 * 1024) + b"\n\n"
     assert [len(e.data) for e in iter_sse(_reads(big, 65536))] == [4 * 1024 * 1024]
@@ -841,3 +860,8 @@ def test_chunk_from_dict_defaults():
     assert (got.id, got.model, got.choices, got.created, got.usage) == ("", "", (), 0, None)
     assert chunk_from_dict({"usage": {"prompt_tokens": "x"}}, provider="p").usage is None
     assert chunk_from_dict({"created": 5, "model": "x"}, provider="p").created == 5
+
+
+def test_bad_utf8_is_replaced_in_data_event_names_and_ids():
+    (got,) = events(b"event: e\xff\nid: i\xfe\ndata: a\xc3\ndata: \xe2\x82\n\n")
+    assert got == SSEEvent("a\ufffd\n\ufffd", "e\ufffd", "i\ufffd")
