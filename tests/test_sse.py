@@ -540,6 +540,18 @@ def test_the_bom_does_not_count():
     assert outcome(_reads(stream, 1), 20) == ([SSEEvent("x" * 14)], None)
 
 
+def _peak_until_capped(reads: Iterator[bytes], cap: int) -> int:
+    """The peak of memory allocated (tracemalloc) while parsing ``reads`` until the cap
+    stops them."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResponseTooLargeError):
+            list(iter_sse(reads, max_event_bytes=cap))
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_memory_stays_about_the_cap_against_a_128_mib_line():
     read = b"z" * (64 * 1024)  # one object sent 2048 times: the source holds nothing
     taken: list[int] = []
@@ -549,13 +561,7 @@ def test_memory_stays_about_the_cap_against_a_128_mib_line():
             taken.append(1)
             yield read
 
-    tracemalloc.start()
-    try:
-        with pytest.raises(ResponseTooLargeError):
-            list(iter_sse(reads(), max_event_bytes=1024 * 1024))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = _peak_until_capped(reads(), 1024 * 1024)
     assert len(taken) == 17
     assert peak < 3 * 1024 * 1024  # the cap held as pieces, plus bookkeeping
 
@@ -568,13 +574,7 @@ def test_memory_stays_about_the_cap_against_a_line_in_small_reads():
             taken.append(1)
             yield bytes(bytearray(b"z" * 16))  # a new object each read, as from a socket
 
-    tracemalloc.start()
-    try:
-        with pytest.raises(ResponseTooLargeError):
-            list(iter_sse(reads(), max_event_bytes=1024 * 1024))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = _peak_until_capped(reads(), 1024 * 1024)
     assert len(taken) == 1024 * 1024 // 16 + 1
     assert peak < 2 * 1024 * 1024  # one buffer, not 65,536 pieces of 16 bytes
 
