@@ -18,16 +18,20 @@ from hypothesis import strategies as st
 from chatcore._sse import (
     SSEEvent,
     chunk_from_dict,
+    drain,
     iter_sse,
     openai_chunks,
+    stream_chat_completions,
     stream_error_from_event,
 )
+from chatcore._transport import HttpTransport
 from chatcore.exceptions import (
     ConfigurationError,
     ResponseDecodeError,
     ResponseTooLargeError,
     StreamError,
 )
+from chatcore.testing.server import Reply, StandInServer
 
 
 def events(*reads: bytes | str) -> list[SSEEvent]:
@@ -865,3 +869,72 @@ def test_chunk_from_dict_defaults():
 def test_bad_utf8_is_replaced_in_data_event_names_and_ids():
     (got,) = events(b"event: e\xff\nid: i\xfe\ndata: a\xc3\ndata: \xe2\x82\n\n")
     assert got == SSEEvent("a\ufffd\n\ufffd", "e\ufffd", "i\ufffd")
+
+
+# --- stream_chat_completions over a real socket, and drain -------------------------------
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[StandInServer, HttpTransport]]:
+    with StandInServer() as server:
+        transport = HttpTransport(
+            provider="p", base_url=server.base_url, secrets=("tok-test-0123456789abcdef",)
+        )
+        try:
+            yield server, transport
+        finally:
+            transport.close()
+
+
+def test_stream_chat_completions_is_lazy_and_the_first_chunk_has_the_answer_headers(served):
+    server, transport = served
+    server.enqueue(Reply.sse([chunk("Hel"), chunk("lo")], headers={"x-request-id": "req-7"}))
+    stream = stream_chat_completions(
+        transport,
+        "/chat/completions",
+        {"model": "m", "stream": True},
+        provider="p",
+        model="m",
+        params={"api-version": "v9"},
+    )
+    assert server.requests == []  # nothing is sent before next()
+    got = list(stream)
+    (request,) = server.requests
+    assert request.query == {"api-version": ["v9"]}
+    assert request.json() == {"model": "m", "stream": True}
+    assert [c.text for c in got] == ["Hel", "lo"]
+    assert [c.provider for c in got] == ["p", "p"]
+    assert got[0].request_id == "req-7"
+    assert got[0].headers is not None and got[0].headers["x-request-id"] == "req-7"
+    assert (got[1].request_id, got[1].headers) == (None, None)
+
+
+def test_stream_chat_completions_require_done(served):
+    server, transport = served
+    server.enqueue(Reply.sse([chunk("a")], done=False), Reply.sse([chunk("b")], done=False))
+    with pytest.raises(StreamError) as info:
+        list(stream_chat_completions(transport, "/chat/completions", {}, provider="p", model="m"))
+    assert info.value.partial_text == "a"
+    assert (info.value.provider, info.value.model) == ("p", "m")
+    got = stream_chat_completions(
+        transport, "/chat/completions", {}, provider="p", model="m", require_done=False
+    )
+    assert [c.text for c in got] == ["b"]
+
+
+def test_stream_chat_completions_redacts_the_transport_secrets(served):
+    server, transport = served
+    leak = {"error": {"message": "key tok-test-0123456789abcdef is wrong", "code": "bad"}}
+    server.enqueue(Reply.sse([leak]))
+    with pytest.raises(StreamError) as info:
+        list(stream_chat_completions(transport, "/chat/completions", {}, provider="p", model="m"))
+    assert "tok-test-0123456789abcdef" not in info.value.message
+    assert info.value.code == "bad"
+
+
+def test_drain_reads_at_most_its_limit():
+    source = iter([SSEEvent(str(i)) for i in range(20)])
+    drain(source)
+    assert next(source).data == "8"
+    drain(source, limit=3)
+    assert next(source).data == "12"
