@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatcore._sse import (
@@ -334,8 +334,12 @@ def _raw_stream(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
     return raw, reads
 
 
+_SPEC_CORNERS = b"id: a\x00b\ndata: x\n\nretry: -5\ndata: y\r\rretry:\xd9\xa1\ndata: z"
+
+
 @settings(max_examples=500, deadline=None)
 @given(_raw_stream())
+@example((_SPEC_CORNERS, [_SPEC_CORNERS[:9], _SPEC_CORNERS[9:]]))
 def test_any_reads_of_any_bytes_give_the_events_of_the_whatwg_reference(case):
     raw, reads = case
     expected = reference(raw)
