@@ -26,6 +26,7 @@ from chatcore._sse import (
 )
 from chatcore._transport import HttpTransport
 from chatcore.exceptions import (
+    BadRequestError,
     ConfigurationError,
     ResponseDecodeError,
     ResponseTooLargeError,
@@ -942,3 +943,11 @@ def test_drain_reads_at_most_its_limit():
     assert next(source).data == "8"
     drain(source, limit=3)
     assert next(source).data == "12"
+
+
+def test_stream_chat_completions_errors_before_the_stream_name_the_model(served):
+    server, transport = served
+    server.enqueue(Reply.error(400, "bad request"))
+    with pytest.raises(BadRequestError) as info:
+        list(stream_chat_completions(transport, "/chat/completions", {}, provider="p", model="m"))
+    assert (info.value.provider, info.value.model, info.value.status_code) == ("p", "m", 400)
