@@ -1,8 +1,10 @@
 """One Server-Sent Events parser for every provider, and the OpenAI chunk decoder.
 
-The parser follows the SSE specification as real servers bend it: ``data:`` with or without
-a space (TGI writes none), multi-line ``data``, comment and keep-alive lines, CR, LF or CRLF
-line ends, events split anywhere across network reads. :func:`openai_chunks` turns the events
+The parser follows the SSE specification (WHATWG) as real servers bend it: ``data:`` with or
+without a space (TGI writes none), multi-line ``data``, comment and keep-alive lines, CR, LF
+or CRLF line ends, events split anywhere across network reads; it is pure (bytes in, events
+out), linear in the bytes received, and caps each event (``max_event_bytes``), so a hostile
+stream can neither stall nor exhaust it. :func:`openai_chunks` turns the events
 of an OpenAI-style stream into :class:`~chatcore.models.ChatChunk` objects: it stops at
 ``[DONE]``, tolerates ``choices: []`` chunks (the usage chunk, Azure's first chunk) and
 unknown keys, raises :class:`~chatcore.exceptions.StreamError` on an in-band ``error`` event
@@ -13,12 +15,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from chatcore.exceptions import StreamError, parse_error_body, request_id_from
+from chatcore.exceptions import (
+    ConfigurationError,
+    ResponseTooLargeError,
+    StreamError,
+    parse_error_body,
+    request_id_from,
+)
 from chatcore.models import ChatChunk, Usage, _lenient
 
 if TYPE_CHECKING:
@@ -45,77 +54,125 @@ class SSEEvent:
     retry: int | None = None
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Split a byte stream into lines at CR, LF or CRLF, whatever the read boundaries."""
-    buffer = b""
-    pending_cr = False
-    for chunk in chunks:
+_BOM = b"\xef\xbb\xbf"
+_CR, _LF, _COLON = 13, 10, 58
+#: Retry values of 10**18 ms or more are nonsense (and ``int()`` refuses 4,300+ digits).
+_RETRY_DIGITS = 18
+
+
+def _too_large(limit: int, what: str) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"a stream event is over the max_event_bytes cap of {limit} bytes ({what}); reading"
+        " stopped there. If the provider really sends events this large, raise the provider"
+        " option max_event_bytes.",
+        limit=limit,
+    )
+
+
+def iter_sse(chunks: Iterable[bytes], *, max_event_bytes: int | None = None) -> Iterator[SSEEvent]:
+    """Parse raw bytes, split anywhere across reads, into events, in time linear in the
+    bytes received. An unterminated final event is dispatched too (some servers close
+    without the blank line).
+
+    With ``max_event_bytes``, an event whose field lines add up to more than that many
+    bytes (field names included, line ends and comments not), or a comment line longer
+    than that, raises :class:`~chatcore.exceptions.ResponseTooLargeError` as soon as the
+    cap is passed: nothing more than the cap and one read is ever held."""
+    if max_event_bytes is not None and (
+        isinstance(max_event_bytes, bool)
+        or not isinstance(max_event_bytes, int)
+        or max_event_bytes < 1
+    ):
+        raise ConfigurationError(
+            f"max_event_bytes must be a whole number of bytes >= 1, or None for no cap;"
+            f" got {max_event_bytes!r}"
+        )
+    return _events(chunks, sys.maxsize if max_event_bytes is None else max_event_bytes)
+
+
+def _events(chunks: Iterable[bytes], limit: int) -> Iterator[SSEEvent]:
+    """The parser behind :func:`iter_sse`: each read is split once (``bytes.splitlines``
+    breaks at CR, LF and CRLF only); an unfinished line waits in one growing buffer."""
+    data: list[bytes] = []  # the current event's data values
+    event = b""  # its event name
+    event_id: str | None = None  # the last event id: it persists across events
+    retry: int | None = None
+    size = 0  # bytes of the current event's field lines so far
+    partial = bytearray()  # the start of a line whose end has not arrived (grows in place)
+    pending_cr = False  # the last read ended in CR: an LF starting the next is its CRLF
+    reads = iter(chunks)
+    head = b""
+    for piece in reads:  # the SSE spec ignores one leading BOM, whatever the read sizes
+        head += piece
+        if len(head) >= len(_BOM):
+            break
+    if head.startswith(_BOM):
+        head = head[len(_BOM) :]
+    # b"\n\n" at the end ends an unterminated last line and dispatches an unterminated
+    # last event (an extra line end, or blank line, changes nothing)
+    for chunk in itertools.chain((head,), reads, (b"\n\n",)):
         if not chunk:
             continue
-        if pending_cr and chunk.startswith(b"\n"):
-            chunk = chunk[1:]
-        pending_cr = False
-        buffer += chunk
-        start = 0
-        length = len(buffer)
-        while True:
-            cr = buffer.find(b"\r", start)
-            lf = buffer.find(b"\n", start)
-            if cr == -1 and lf == -1:
-                break
-            if cr == -1 or (lf != -1 and lf < cr):
-                yield buffer[start:lf].decode("utf-8", "replace")
-                start = lf + 1
+        if pending_cr:
+            pending_cr = False
+            if chunk[0] == _LF:
+                chunk = chunk[1:]
+                if not chunk:
+                    continue
+        lines = chunk.splitlines()
+        last = chunk[-1]
+        if last in (_LF, _CR):
+            pending_cr = last == _CR
+            tail = b""
+        else:
+            tail = lines.pop()
+        if partial and lines:
+            partial += lines[0]
+            lines[0] = bytes(partial)
+            partial.clear()
+        for line in lines:
+            if not line:  # a blank line dispatches the event
+                if data:
+                    yield SSEEvent(
+                        b"\n".join(data).decode(errors="replace"),
+                        event.decode(errors="replace") if event else "message",
+                        event_id,
+                        retry,
+                    )
+                    data = []
+                event, retry, size = b"", None, 0
                 continue
-            yield buffer[start:cr].decode("utf-8", "replace")
-            if cr + 1 < length:
-                start = cr + 2 if buffer[cr + 1 : cr + 2] == b"\n" else cr + 1
-            else:
-                start = cr + 1
-                pending_cr = True
-        buffer = buffer[start:]
-    if buffer:
-        yield buffer.decode("utf-8", "replace")
-
-
-def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
-    """Parse raw bytes (any split) into events. An unterminated final event is dispatched
-    too (some servers close without the blank line)."""
-    data: list[str] = []
-    event = ""
-    event_id: str | None = None
-    retry: int | None = None
-    first = True
-    for line in _lines(chunks):
-        if first:
-            first = False
-            if line.startswith("\ufeff"):  # the SSE spec ignores one leading BOM
-                line = line[1:]
-        if not line:
-            if data:
-                yield SSEEvent("\n".join(data), event or "message", event_id, retry)
-            data, event, retry = [], "", None
-            continue
-        if line.startswith(":"):
-            continue  # comment / keep-alive
-        name, sep, value = line.partition(":")
-        if not sep:
-            name, value = line, ""
-        elif value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-        elif name == "id":
-            event_id = value
-        elif name == "retry":
-            try:
-                retry = int(value)
-            except ValueError:
-                pass
-    if data:
-        yield SSEEvent("\n".join(data), event or "message", event_id, retry)
+            if line[0] == _COLON:  # a comment / keep-alive: not part of the event
+                if len(line) > limit:
+                    raise _too_large(limit, "a comment line is longer than that")
+                continue
+            size += len(line)
+            if size > limit:
+                raise _too_large(limit, "its lines add up to more than that")
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+                continue
+            name, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                event = value
+            elif name == b"id":
+                if b"\x00" not in value:  # the SSE spec ignores an id with a NUL in it
+                    event_id = value.decode(errors="replace")
+            elif name == b"retry" and value.isdigit():  # ASCII digits only (SSE spec)
+                digits = value.lstrip(b"0") or b"0"
+                if len(digits) <= _RETRY_DIGITS:
+                    retry = int(digits)
+        if tail:
+            partial += tail
+            if partial[0] == _COLON:
+                if len(partial) > limit:
+                    raise _too_large(limit, "a comment line is longer than that")
+            elif size + len(partial) > limit:
+                raise _too_large(limit, "a line has no end within it")
 
 
 def stream_error_from_event(
