@@ -8,11 +8,12 @@ Breaking out early or closing the stream releases its connection.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
+from chatcore._redact import mask_secrets, scrub_exception, usable_secrets
 from chatcore.exceptions import APIError, StreamError
 from chatcore.models import (
     ChatChunk,
@@ -220,6 +221,8 @@ class ChatStream:
     After the stream is exhausted, :attr:`response` is the assembled
     :class:`ChatResponse` and :attr:`text` the full text. ``close()`` (or leaving the
     ``with`` block, or breaking out and dropping the stream) releases the connection.
+    ``secrets`` are masked in every chunk, in :attr:`headers` and :attr:`request_id`, and
+    in every error the stream raises.
     """
 
     def __init__(
@@ -236,11 +239,15 @@ class ChatStream:
         on_complete: Callable[[ChatStream], None] | None = None,
         on_error: Callable[[ChatStream, BaseException], None] | None = None,
         on_close: Callable[[ChatStream], None] | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
+        self._secrets = usable_secrets(secrets)
         self._chunks = chunks
+        first = mask_secrets(first, self._secrets)
         self._first = first
         if request_id is None and first is not None:
             request_id = first.request_id
+        request_id = mask_secrets(request_id, self._secrets)
         self.headers = first.headers if first is not None else None
         self.provider = provider
         self.model = model
@@ -281,14 +288,16 @@ class ChatStream:
             chunk, self._first = self._first, None
         else:
             try:
-                chunk = next(self._chunks)
+                chunk = mask_secrets(next(self._chunks), self._secrets)
             except StopIteration:
                 self._finish()
                 raise
             except StreamError as exc:
+                scrub_exception(exc, self._secrets)
                 self._fail(self._with_partial(exc))
                 raise
             except APIError as exc:
+                scrub_exception(exc, self._secrets)
                 error = StreamError(
                     f"the stream broke after {self.chunk_count} chunk(s): {exc.message}",
                     provider=exc.provider or self.provider,
@@ -297,6 +306,7 @@ class ChatStream:
                     request_id=exc.request_id or self.request_id,
                     partial_text=self.text,
                     attempts=self.attempts,
+                    secrets=self._secrets,
                 )
                 self._fail(error)
                 raise error from exc
@@ -346,6 +356,7 @@ class ChatStream:
                 provider=self.provider,
                 model=self.model,
                 partial_text=self.text,
+                secrets=self._secrets,
             )
         return self.response
 
