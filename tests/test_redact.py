@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import pickle
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
-import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +29,7 @@ from chatcore._redact import (
 )
 from chatcore.exceptions import APIError, BadRequestError, ConfigurationError
 from chatcore.models import ChatChunk, ChatResponse
+from chatcore.testing.conformance import echo_headers, strings_in
 from chatcore.testing.server import Reply, StandInServer
 
 from .conftest import TEST_KEY
@@ -39,24 +38,8 @@ from .conftest import TEST_KEY
 SECRET = "k-Echo.0123"
 
 
-def strings(value: Any) -> Iterator[str]:
-    """Every string in ``value``: mapping keys and values, sequences, attrs fields."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict) or hasattr(value, "items"):
-        for key, item in value.items():
-            yield from strings(key)
-            yield from strings(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from strings(item)
-    elif attrs.has(type(value)):
-        for field in attrs.fields(type(value)):
-            yield from strings(getattr(value, field.name))
-
-
 def leaks(value: Any, secret: str) -> list[str]:
-    return [s for s in strings(value) if secret in s]
+    return [s for s in strings_in(value) if secret in s]
 
 
 # --------------------------------------------------------------------------------------
@@ -279,13 +262,9 @@ def test_api_error_attributes_set_later_are_masked_too() -> None:
 # Over real sockets: a server that echoes the key back
 
 
-def _echo_headers(secret: str) -> dict[str, str]:
-    return {"x-request-id": secret, "x-echo": f"you sent {secret}", secret: "as a header name"}
-
-
 def test_an_echoed_key_is_masked_in_a_response(make_client: Any, server: StandInServer) -> None:
     server.enqueue(
-        Reply.chat(f"your key is {TEST_KEY}", model=TEST_KEY, headers=_echo_headers(TEST_KEY))
+        Reply.chat(f"your key is {TEST_KEY}", model=TEST_KEY, headers=echo_headers(TEST_KEY))
     )
     response = make_client().chat("wire:m", "hi")
     assert not leaks(response, TEST_KEY)
@@ -301,7 +280,7 @@ def test_an_echoed_key_is_masked_in_an_error(make_client: Any, server: StandInSe
         "error": {"message": "bad", "type": TEST_KEY, "code": TEST_KEY, "param": TEST_KEY},
         TEST_KEY: [{"deeper": {TEST_KEY: TEST_KEY}}],
     }
-    server.enqueue(Reply.json(body, status=400, headers=_echo_headers(TEST_KEY)))
+    server.enqueue(Reply.json(body, status=400, headers=echo_headers(TEST_KEY)))
     with pytest.raises(BadRequestError) as info:
         make_client().chat("wire:m", "hi", max_retries=0)
     error = info.value
