@@ -152,6 +152,7 @@ class Client:
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._failed_sinks: set[int] = set()
+        self._secret_sets: dict[int, tuple[Provider, KnownSecrets]] = {}
         self._health: HealthChecker | None = None
 
     def _default_cache(self) -> ResponseCache:
@@ -204,6 +205,17 @@ class Client:
                 self._providers[name] = found
         return found
 
+    def _secrets_of(self, provider: Provider) -> KnownSecrets:
+        """The provider's secrets (every option declared ``secret=True``), ready to mask;
+        worked out once per provider instance."""
+        found = self._secret_sets.get(id(provider))
+        if found is not None and found[0] is provider:
+            return found[1]
+        secrets = usable_secrets(provider.config.secrets)
+        if len(self._secret_sets) < 64:  # a few providers per client; never unbounded
+            self._secret_sets[id(provider)] = (provider, secrets)
+        return secrets
+
     def list_models(self, provider: str) -> list[ModelInfo]:
         """The models ``provider`` serves (one request through the retry policy)."""
         prov = self.provider(provider)
@@ -212,7 +224,7 @@ class Client:
         if policy.timeout_total is not None:
             deadline = time.monotonic() + policy.timeout_total
         token = call_deadline.set(deadline)
-        secrets = _secrets_of(prov)
+        secrets = self._secrets_of(prov)
         try:
             result, _ = policy.call(lambda _attempt: prov.list_models())
         except Exception as exc:
@@ -402,7 +414,7 @@ class Client:
             tickets.append(ticket)
             return chunks, first
 
-        secrets = _secrets_of(provider)
+        secrets = self._secrets_of(provider)
         try:
             (chunks, first), attempts = policy.call(attempt, on_retry=self._on_retry(request))
         except Exception as exc:
@@ -513,7 +525,7 @@ class Client:
                 model=lambda: model,
                 body=lambda: request.to_openai_dict(),
             )
-        secrets = _secrets_of(provider)
+        secrets = self._secrets_of(provider)
         try:
             response, attempts = policy.call(attempt, on_retry=self._on_retry(request))
         except Exception as exc:
@@ -635,6 +647,7 @@ class Client:
         """Close every provider's connection pool (and the health checker's threads)."""
         with self._lock:
             providers, self._providers = list(self._providers.values()), {}
+            self._secret_sets = {}
             health, self._health = self._health, None
         for p in providers:
             p.close()
@@ -763,11 +776,6 @@ def _check_retry_overrides(
         if error is ValidationError:
             raise ValidationError(problems)
         raise ConfigurationError("; ".join(f"{k}: {m}" for k, m in problems))
-
-
-def _secrets_of(provider: Provider) -> KnownSecrets:
-    """The provider's secrets (every option declared ``secret=True``), ready to mask."""
-    return usable_secrets(provider.config.secrets)
 
 
 def _estimate(request: ChatRequest) -> int:

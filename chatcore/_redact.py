@@ -11,6 +11,7 @@ instances) and build new objects only where something was masked.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
@@ -183,7 +184,10 @@ def mask_secrets(value: Any, secrets: Iterable[str]) -> Any:
     strings: list[str] = []
     _collect_strings(value, strings)
     text = "\0".join(strings)
-    if not any(secret in text for secret in known):
+    for secret in known:
+        if secret in text:
+            break
+    else:
         return value
 
     def on_str(text: str) -> str:
@@ -196,7 +200,8 @@ def mask_secrets(value: Any, secrets: Iterable[str]) -> Any:
 
 
 _ATOMS = frozenset({int, float, bool, type(None), bytes})
-_ATTRS_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+#: Per attrs class, a getter of its init fields' values as one tuple (C-level, one call).
+_ATTRS_GETTERS: dict[type[Any], Callable[[Any], tuple[Any, ...]]] = {}
 
 
 def _collect_strings(value: Any, out: list[str]) -> None:
@@ -229,15 +234,16 @@ def _collect_strings(value: Any, out: list[str]) -> None:
             elif item_kind not in _ATOMS:
                 _collect_strings(item, out)
         return
-    names = _ATTRS_FIELDS.get(kind)
-    if names is None:
+    getter = _ATTRS_GETTERS.get(kind)
+    if getter is None:
         if not attrs.has(kind):
             _collect_other(value, out)
             return
-        names = tuple(f.name for f in attrs.fields(kind) if f.init)
-        _ATTRS_FIELDS[kind] = names
-    for name in names:
-        item = getattr(value, name)
+        names = [f.name for f in attrs.fields(kind) if f.init]
+        single = operator.attrgetter(*names) if names else (lambda _obj: ())
+        getter = single if len(names) != 1 else (lambda obj: (single(obj),))
+        _ATTRS_GETTERS[kind] = getter
+    for item in getter(value):
         item_kind = type(item)
         if item_kind is str:
             out.append(item)
