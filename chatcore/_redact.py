@@ -11,6 +11,7 @@ instances) and build new objects only where something was masked.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -202,6 +203,8 @@ def mask_secrets(value: Any, secrets: Iterable[str]) -> Any:
 _ATOMS = frozenset({int, float, bool, type(None), bytes})
 #: Per attrs class, a getter of its init fields' values as one tuple (C-level, one call).
 _ATTRS_GETTERS: dict[type[Any], Callable[[Any], tuple[Any, ...]]] = {}
+#: Types seen that are not attrs classes (so ``attrs.has`` is asked once per type).
+_OTHER_KINDS: set[type[Any]] = set()
 
 
 def _collect_strings(value: Any, out: list[str]) -> None:
@@ -236,7 +239,9 @@ def _collect_strings(value: Any, out: list[str]) -> None:
         return
     getter = _ATTRS_GETTERS.get(kind)
     if getter is None:
-        if not attrs.has(kind):
+        if kind in _OTHER_KINDS or not attrs.has(kind):
+            if len(_OTHER_KINDS) < 256:
+                _OTHER_KINDS.add(kind)
             _collect_other(value, out)
             return
         names = [f.name for f in attrs.fields(kind) if f.init]
@@ -256,11 +261,15 @@ def _collect_other(value: Any, out: list[str]) -> None:
         out.append(value)
         return
     store = getattr(value, "_store", None)
-    if type(value).__module__ == "requests.structures" and isinstance(store, Mapping):
-        # requests' case-insensitive headers: its own store of (name, value) pairs is an
-        # order of magnitude quicker to read than the mapping protocol
-        for pair in store.values():
-            _collect_strings(pair, out)
+    if type(value).__module__ == "requests.structures" and isinstance(store, dict):
+        # requests' case-insensitive headers: its own store of (name, value) pairs, read
+        # in C, is an order of magnitude quicker than the mapping protocol
+        pairs = list(itertools.chain.from_iterable(store.values()))
+        if set(map(type, pairs)) <= {str}:
+            out.extend(pairs)
+            return
+        for item in pairs:
+            _collect_strings(item, out)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             _collect_strings(key, out)
