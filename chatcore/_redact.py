@@ -183,7 +183,7 @@ def mask_secrets(value: Any, secrets: Iterable[str]) -> Any:
     if not known:
         return value
     strings: list[str] = []
-    _collect_strings(value, strings)
+    collect_strings(value, strings)
     text = "\0".join(strings)
     for secret in known:
         if secret in text:
@@ -207,9 +207,9 @@ _ATTRS_GETTERS: dict[type[Any], Callable[[Any], tuple[Any, ...]]] = {}
 _OTHER_KINDS: set[type[Any]] = set()
 
 
-def _collect_strings(value: Any, out: list[str]) -> None:
-    """Append every string in ``value`` (as :func:`_walk` visits them) to ``out``: the
-    cheap first pass of :func:`mask_secrets`. Exact type checks first, and strings and
+def collect_strings(value: Any, out: list[str]) -> None:
+    """Append every string in ``value`` (as :func:`mask_secrets` visits them) to
+    ``out``: the cheap first pass of :func:`mask_secrets`. Exact type checks first, and strings and
     atoms are handled in the loops rather than by a call each (this runs per chunk)."""
     kind = type(value)
     if kind is str:
@@ -222,12 +222,12 @@ def _collect_strings(value: Any, out: list[str]) -> None:
             if type(key) is str:
                 out.append(key)
             else:
-                _collect_strings(key, out)
+                collect_strings(key, out)
             item_kind = type(item)
             if item_kind is str:
                 out.append(item)
             elif item_kind not in _ATOMS:
-                _collect_strings(item, out)
+                collect_strings(item, out)
         return
     if kind is list or kind is tuple:
         for item in value:
@@ -235,7 +235,7 @@ def _collect_strings(value: Any, out: list[str]) -> None:
             if item_kind is str:
                 out.append(item)
             elif item_kind not in _ATOMS:
-                _collect_strings(item, out)
+                collect_strings(item, out)
         return
     getter = _ATTRS_GETTERS.get(kind)
     if getter is None:
@@ -253,7 +253,7 @@ def _collect_strings(value: Any, out: list[str]) -> None:
         if item_kind is str:
             out.append(item)
         elif item_kind not in _ATOMS:
-            _collect_strings(item, out)
+            collect_strings(item, out)
 
 
 def _collect_other(value: Any, out: list[str]) -> None:
@@ -269,14 +269,14 @@ def _collect_other(value: Any, out: list[str]) -> None:
             out.extend(pairs)
             return
         for item in pairs:
-            _collect_strings(item, out)
+            collect_strings(item, out)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            _collect_strings(key, out)
-            _collect_strings(item, out)
+            collect_strings(key, out)
+            collect_strings(item, out)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _collect_strings(item, out)
+            collect_strings(item, out)
 
 
 def redact_value(value: Any, secrets: Iterable[str] = ()) -> Any:

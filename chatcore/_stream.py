@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from chatcore._redact import mask_secrets, scrub_exception, usable_secrets
+from chatcore._redact import collect_strings, mask_secrets, scrub_exception, usable_secrets
 from chatcore.exceptions import APIError, StreamError
 from chatcore.models import (
     ChatChunk,
@@ -288,7 +288,7 @@ class ChatStream:
             chunk, self._first = self._first, None
         else:
             try:
-                chunk = mask_secrets(next(self._chunks), self._secrets)
+                chunk = self._masked(next(self._chunks))
             except StopIteration:
                 self._finish()
                 raise
@@ -313,6 +313,28 @@ class ChatStream:
         self.chunk_count += 1
         self._assembler.add(chunk)
         return chunk
+
+    def _masked(self, chunk: ChatChunk) -> ChatChunk:
+        """``chunk`` with the secrets masked. Runs per chunk, so the usual chunk (an exact
+        :class:`ChatChunk` with only id, model and choices from the wire) is scanned
+        directly; anything else goes through :func:`mask_secrets`."""
+        known = self._secrets.values
+        if not known:
+            return chunk
+        if (
+            type(chunk) is ChatChunk
+            and chunk.usage is None
+            and chunk.request_id is None
+            and chunk.headers is None
+        ):
+            # the other fields: created (an int) and provider (chatcore's own name)
+            strings = [chunk.id, chunk.model, chunk.provider]
+            collect_strings(chunk.choices, strings)
+            text = "\0".join(strings)
+            if not any(secret in text for secret in known):
+                return chunk
+        masked: ChatChunk = mask_secrets(chunk, self._secrets)
+        return masked
 
     def _with_partial(self, exc: StreamError) -> StreamError:
         if not exc.partial_text:

@@ -9,6 +9,7 @@ import pickle
 import traceback
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -375,3 +376,40 @@ def test_reprs_mask_a_url_credential_set_by_hand() -> None:
     )
     assert SECRET not in repr(config)
     assert SECRET not in repr(Provider(config))
+
+
+def test_a_stream_masks_every_chunk_whatever_its_shape() -> None:
+    from chatcore._stream import ChatStream
+    from chatcore.models import Usage
+
+    chunks = [
+        ChatChunk(id=SECRET, model="m", choices=({"index": 0, "delta": {"content": "a"}},)),
+        ChatChunk(id="c", model=SECRET, choices=()),
+        ChatChunk(id="c", model="m", choices=({"index": 0, "delta": {SECRET: "x"}},)),
+        ChatChunk(id="c", model="m", choices=({"index": 0, "logprobs": {"k": [SECRET]}},)),
+        ChatChunk(id="c", model="m", usage=Usage(1, 1, 2, {SECRET: 1})),
+        ChatChunk(id="c", model="m", request_id=SECRET),
+        ChatChunk(id="c", model="m", headers={"x": SECRET}),
+    ]
+    first = ChatChunk(id="c", model="m", headers={SECRET: "v"}, request_id=SECRET)
+    stream = ChatStream(iter(chunks), first, provider="p", model="m", secrets=[SECRET])
+    seen = list(stream)
+    assert len(seen) == len(chunks) + 1
+    assert not leaks(seen, SECRET)
+    assert not leaks([stream.headers, stream.request_id, stream.response], SECRET)
+
+
+def test_the_fast_chunk_scan_knows_every_chunk_field() -> None:
+    """ChatStream._masked scans a plain chunk's id, model, provider and choices itself
+    (and hands any usage, request id or headers to mask_secrets): a new ChatChunk field
+    must be added there."""
+    assert set(attrs.fields_dict(ChatChunk)) == {
+        "id",
+        "model",
+        "choices",
+        "created",
+        "usage",
+        "provider",
+        "request_id",
+        "headers",
+    }
