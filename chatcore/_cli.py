@@ -347,18 +347,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except ex.ChatcoreError as exc:
         if args.debug:
-            traceback.print_exc()
+            _print_traceback(exc)
         code, hint = _classify(exc)
-        sys.stderr.write(f"chatcore: error: {type(exc).__name__}: {exc}{hint}\n")
+        _error_line(f"chatcore: error: {type(exc).__name__}: {exc}{hint}")
         return code
     except Exception as exc:  # a bug or a plugin's own failure: one line unless --debug
         if args.debug:
-            traceback.print_exc()
-        sys.stderr.write(
+            _print_traceback(exc)
+        _error_line(
             f"chatcore: internal error: {type(exc).__name__}: {exc} (run with --debug for"
-            " the traceback)\n"
+            " the traceback)"
         )
         return EXIT_INTERNAL
+
+
+def _shown(text: str) -> str:
+    """``text`` with every secret a provider registered, and anything shaped like a
+    credential, masked: the last net under what reaches the terminal."""
+    from chatcore import _log
+    from chatcore._redact import redact
+
+    return redact(text, _log._secrets)
+
+
+def _error_line(text: str) -> None:
+    sys.stderr.write(_shown(text) + "\n")
+
+
+def _print_traceback(exc: BaseException) -> None:
+    sys.stderr.write(_shown("".join(traceback.format_exception(exc))))
 
 
 def _classify(exc: BaseException) -> tuple[int, str]:

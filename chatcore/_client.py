@@ -20,6 +20,7 @@ from chatcore._limits import InMemoryRateLimiter, NullRateLimiter
 from chatcore._log import logger, logging_on, register_secrets
 from chatcore._metrics import InMemoryMetrics, RequestEvent
 from chatcore._plugins import PluginHost, get_plugin_host
+from chatcore._redact import KnownSecrets, mask_secrets, scrub_exception, usable_secrets
 from chatcore._retry import RetryPolicy
 from chatcore._settings import Settings, load_settings
 from chatcore._stream import ChatStream, chunks_from_response
@@ -151,6 +152,7 @@ class Client:
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._failed_sinks: set[int] = set()
+        self._secret_sets: dict[int, tuple[Provider, KnownSecrets]] = {}
         self._health: HealthChecker | None = None
 
     def _default_cache(self) -> ResponseCache:
@@ -203,6 +205,17 @@ class Client:
                 self._providers[name] = found
         return found
 
+    def _secrets_of(self, provider: Provider) -> KnownSecrets:
+        """The provider's secrets (every option declared ``secret=True``), ready to mask;
+        worked out once per provider instance."""
+        found = self._secret_sets.get(id(provider))
+        if found is not None and found[0] is provider:
+            return found[1]
+        secrets = usable_secrets(provider.config.secrets)
+        if len(self._secret_sets) < 64:  # a few providers per client; never unbounded
+            self._secret_sets[id(provider)] = (provider, secrets)
+        return secrets
+
     def list_models(self, provider: str) -> list[ModelInfo]:
         """The models ``provider`` serves (one request through the retry policy)."""
         prov = self.provider(provider)
@@ -211,11 +224,16 @@ class Client:
         if policy.timeout_total is not None:
             deadline = time.monotonic() + policy.timeout_total
         token = call_deadline.set(deadline)
+        secrets = self._secrets_of(prov)
         try:
             result, _ = policy.call(lambda _attempt: prov.list_models())
+        except Exception as exc:
+            scrub_exception(exc, secrets)
+            raise
         finally:
             call_deadline.reset(token)
-        return result
+        masked: list[ModelInfo] = mask_secrets(result, secrets)
+        return masked
 
     # --- chat ------------------------------------------------------------------------
 
@@ -396,9 +414,11 @@ class Client:
             tickets.append(ticket)
             return chunks, first
 
+        secrets = self._secrets_of(provider)
         try:
             (chunks, first), attempts = policy.call(attempt, on_retry=self._on_retry(request))
         except Exception as exc:
+            scrub_exception(exc, secrets)
             self._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
             raise
 
@@ -453,6 +473,7 @@ class Client:
             on_complete=complete,
             on_error=failed,
             on_close=abandoned,
+            secrets=secrets,
         )
         if first is None:  # an empty stream that ended cleanly
             next(stream, None)
@@ -504,9 +525,11 @@ class Client:
                 model=lambda: model,
                 body=lambda: request.to_openai_dict(),
             )
+        secrets = self._secrets_of(provider)
         try:
             response, attempts = policy.call(attempt, on_retry=self._on_retry(request))
         except Exception as exc:
+            scrub_exception(exc, secrets)
             self._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
             logger.warning(
                 "chat {provider}:{model} failed: {error}",
@@ -521,7 +544,9 @@ class Client:
         finally:
             call_deadline.reset(token)
         latency = time.perf_counter() - started
-        response = attrs.evolve(response, provider=name, latency=latency, attempts=attempts)
+        # what came from the wire (headers, ids, text, raw fields) shows none of the secrets
+        masked: ChatResponse = mask_secrets(response, secrets)
+        response = attrs.evolve(masked, provider=name, latency=latency, attempts=attempts)
         if logging_on():
             logger.info(
                 "chat {provider}:{model} ok in {latency_ms:.1f} ms",
@@ -622,6 +647,7 @@ class Client:
         """Close every provider's connection pool (and the health checker's threads)."""
         with self._lock:
             providers, self._providers = list(self._providers.values()), {}
+            self._secret_sets = {}
             health, self._health = self._health, None
         for p in providers:
             p.close()

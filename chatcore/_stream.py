@@ -8,11 +8,12 @@ Breaking out early or closing the stream releases its connection.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
+from chatcore._redact import collect_strings, mask_secrets, scrub_exception, usable_secrets
 from chatcore.exceptions import APIError, StreamError
 from chatcore.models import (
     ChatChunk,
@@ -220,6 +221,8 @@ class ChatStream:
     After the stream is exhausted, :attr:`response` is the assembled
     :class:`ChatResponse` and :attr:`text` the full text. ``close()`` (or leaving the
     ``with`` block, or breaking out and dropping the stream) releases the connection.
+    ``secrets`` are masked in every chunk, in :attr:`headers` and :attr:`request_id`, and
+    in every error the stream raises.
     """
 
     def __init__(
@@ -236,11 +239,15 @@ class ChatStream:
         on_complete: Callable[[ChatStream], None] | None = None,
         on_error: Callable[[ChatStream, BaseException], None] | None = None,
         on_close: Callable[[ChatStream], None] | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
+        self._secrets = usable_secrets(secrets)
         self._chunks = chunks
+        first = mask_secrets(first, self._secrets)
         self._first = first
         if request_id is None and first is not None:
             request_id = first.request_id
+        request_id = mask_secrets(request_id, self._secrets)
         self.headers = first.headers if first is not None else None
         self.provider = provider
         self.model = model
@@ -281,14 +288,16 @@ class ChatStream:
             chunk, self._first = self._first, None
         else:
             try:
-                chunk = next(self._chunks)
+                chunk = self._masked(next(self._chunks))
             except StopIteration:
                 self._finish()
                 raise
             except StreamError as exc:
+                scrub_exception(exc, self._secrets)
                 self._fail(self._with_partial(exc))
                 raise
             except APIError as exc:
+                scrub_exception(exc, self._secrets)
                 error = StreamError(
                     f"the stream broke after {self.chunk_count} chunk(s): {exc.message}",
                     provider=exc.provider or self.provider,
@@ -297,12 +306,35 @@ class ChatStream:
                     request_id=exc.request_id or self.request_id,
                     partial_text=self.text,
                     attempts=self.attempts,
+                    secrets=self._secrets,
                 )
                 self._fail(error)
                 raise error from exc
         self.chunk_count += 1
         self._assembler.add(chunk)
         return chunk
+
+    def _masked(self, chunk: ChatChunk) -> ChatChunk:
+        """``chunk`` with the secrets masked. Runs per chunk, so the usual chunk (an exact
+        :class:`ChatChunk` with only id, model and choices from the wire) is scanned
+        directly; anything else goes through :func:`mask_secrets`."""
+        known = self._secrets.values
+        if not known:
+            return chunk
+        if (
+            type(chunk) is ChatChunk
+            and chunk.usage is None
+            and chunk.request_id is None
+            and chunk.headers is None
+        ):
+            # the other fields: created (an int) and provider (chatcore's own name)
+            strings = [chunk.id, chunk.model, chunk.provider]
+            collect_strings(chunk.choices, strings)
+            text = "\0".join(strings)
+            if not any(secret in text for secret in known):
+                return chunk
+        masked: ChatChunk = mask_secrets(chunk, self._secrets)
+        return masked
 
     def _with_partial(self, exc: StreamError) -> StreamError:
         if not exc.partial_text:
@@ -346,6 +378,7 @@ class ChatStream:
                 provider=self.provider,
                 model=self.model,
                 partial_text=self.text,
+                secrets=self._secrets,
             )
         return self.response
 

@@ -31,9 +31,10 @@ ChatcoreError
     └── StreamError                      an error event or a broken stream mid-way
 ```
 
-Context travels as keyword-only attributes; ``__cause__`` is kept. Messages, reprs,
-``.body`` and the code fields pass through chatcore's redaction (known secrets and
-credential patterns), so a secret never shows up in one.
+Context travels as keyword-only attributes; ``__cause__`` is kept. Every attribute
+that came from the wire (message, request id, body, code fields, headers; keys and values
+at any depth) passes through chatcore's redaction (known secrets and credential patterns)
+whenever it is set, so a secret never shows up in one, nor in ``str()`` or ``repr()``.
 HTTP answers and ``requests`` exceptions are turned into these classes in one place,
 :func:`error_from_response` and :func:`error_from_requests_exception`.
 """
@@ -45,7 +46,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from chatcore._redact import redact
+from chatcore._redact import KnownSecrets, mask_secrets, redact_value, usable_secrets
 
 if TYPE_CHECKING:
     import requests
@@ -140,8 +141,25 @@ class RateLimitExceeded(ChatcoreError):
         self.retry_after = retry_after
 
 
+#: The attributes of an :class:`APIError` that hold what came from the wire; each is
+#: redacted (known secrets and credential patterns, mapping keys included) whenever it is
+#: set, at construction or later.
+_WIRE_ATTRIBUTES = frozenset(
+    {"message", "request_id", "body", "code", "error_type", "param", "headers", "location"}
+)
+#: Answer text carried by an error: only exact secrets are masked there, never patterns.
+_ANSWER_ATTRIBUTES = frozenset({"partial_text"})
+
+
 class APIError(ChatcoreError):
-    """A provider call failed; carries provider, model, status, request id and body."""
+    """A provider call failed; carries provider, model, status, request id and body.
+
+    Everything that came from the wire (``message``, ``request_id``, ``body``, ``code``,
+    ``error_type``, ``param``, ``headers``, and a subclass's ``partial_text`` or
+    ``location``) is redacted with ``secrets`` when set, keys and values, at any depth;
+    :meth:`add_secrets` masks more secrets after the fact."""
+
+    _secrets: KnownSecrets = KnownSecrets()
 
     def __init__(
         self,
@@ -161,21 +179,43 @@ class APIError(ChatcoreError):
         headers: Mapping[str, str] | None = None,
         secrets: Iterable[str] = (),
     ) -> None:
-        secrets = tuple(s for s in secrets if s)
+        self._secrets = usable_secrets(secrets)
         self.provider = provider
         self.model = model
         self.status_code = status_code
         self.request_id = request_id
-        self.body = _redact_any(body, secrets)
-        self.code = redact(code, secrets) if code is not None else None
-        self.error_type = redact(error_type, secrets) if error_type is not None else None
-        self.param = redact(param, secrets) if param is not None else None
+        self.body = body
+        self.code = code
+        self.error_type = error_type
+        self.param = param
         self.retry_after = retry_after
         self.should_retry = should_retry
         self.attempts = attempts
         self.headers = headers
-        self.message = redact(message, secrets)
+        self.message = message
         super().__init__(self.message)
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would then allow any attribute name
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if value is not None:
+                if name in _WIRE_ATTRIBUTES:
+                    value = redact_value(value, self._secrets)
+                elif name in _ANSWER_ATTRIBUTES:
+                    value = mask_secrets(value, self._secrets)
+            super().__setattr__(name, value)
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Mask ``secrets`` too, in every wire attribute already set and in ``args``."""
+        combined = KnownSecrets((*self._secrets, *secrets))
+        if combined == self._secrets:
+            return
+        self._secrets = combined
+        for name in (*_WIRE_ATTRIBUTES, *_ANSWER_ATTRIBUTES):
+            value = self.__dict__.get(name)
+            if value is not None:
+                setattr(self, name, value)
+        self.args = redact_value(self.args, combined)
 
     def __str__(self) -> str:
         where = self.provider or "provider"
@@ -523,13 +563,3 @@ def error_from_requests_exception(
         model=model,
         secrets=secrets,
     )
-
-
-def _redact_any(value: Any, secrets: tuple[str, ...]) -> Any:
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, Mapping):
-        return {k: _redact_any(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_any(v, secrets) for v in value]
-    return value

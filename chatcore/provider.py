@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from chatcore._redact import redact_url, url_credentials
 from chatcore._sse import (
     SSEEvent,
     chunk_from_dict,
@@ -198,8 +199,17 @@ class ProviderConfig:
         return value
 
     def __repr__(self) -> str:
-        shown = {k: ("***" if isinstance(v, Secret) else v) for k, v in self.values.items()}
+        shown = {k: _shown(v) for k, v in self.values.items()}
         return f"ProviderConfig({self.spec.name!r}, {shown!r})"
+
+
+def _shown(value: Any) -> Any:
+    """An option's value fit to show: secrets as ``***``, URLs without credentials."""
+    if isinstance(value, Secret):
+        return "***"
+    if isinstance(value, str):
+        return redact_url(value)
+    return value
 
 
 def _missing_message(spec: ProviderSpec, name: str, why: str = "") -> str:
@@ -214,7 +224,7 @@ def _missing_message(spec: ProviderSpec, name: str, why: str = "") -> str:
 
 def _coerce(name: str, option: Option, value: Any, source: str) -> tuple[Any, str | None]:
     """Return (value, problem)."""
-    shown = "***" if option.secret else repr(value)
+    shown = "***" if option.secret else repr(_shown(value))
     if option.type is bool:
         if isinstance(value, bool):
             return value, None
@@ -291,6 +301,11 @@ def resolve_config(
         if problem:
             problems.append(problem)
             continue
+        if not option.secret and isinstance(value, str):
+            problem = _url_problem(spec, name, value, source)
+            if problem:
+                problems.append(problem)
+                continue
         values[name] = value
         sources[name] = source
     if problems:
@@ -301,6 +316,24 @@ def resolve_config(
             else head + ":\n  " + "\n  ".join(problems)
         )
     return ProviderConfig(spec=spec, values=values, sources=sources)
+
+
+def _url_problem(spec: ProviderSpec, name: str, value: str, source: str) -> str | None:
+    """Why a URL option may not hold ``value`` (a credential in it), or ``None``. A URL
+    shows up in reprs, logs, cache keys and error messages, where a key in it would be in
+    clear: keys go in the provider's secret options, which are masked everywhere."""
+    if "://" not in value:
+        return None
+    where = url_credentials(value)
+    if not where:
+        return None
+    envs = " or ".join(spec.env_names("api_key"))
+    return (
+        f"{name}={redact_url(value)!r} (from {source}) carries a credential "
+        f"({'; '.join(where)}); remove it from the URL and give it as the 'api_key' "
+        f"option ({envs}) instead, "
+        "which is sent only in a header and masked everywhere"
+    )
 
 
 class Provider:
@@ -371,7 +404,7 @@ class Provider:
         )
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} base_url={self.base_url!r}>"
+        return f"<{type(self).__name__} {self.name!r} base_url={redact_url(self.base_url)!r}>"
 
 
 def model_infos(provider: str, data: Iterable[Mapping[str, Any]]) -> list[ModelInfo]:

@@ -288,3 +288,36 @@ def test_log_level_flag_logs_redacted_records_to_stderr(env):
         assert out.stderr.count("chat clitest:m ok in") == 1  # no duplicate default handler
         bad = run(["--log-level", "LOUD", "plugins"], env)
         assert bad.returncode == 2
+
+
+def test_chat_never_prints_an_echoed_key(env):
+    """A server echoing the key back (text, model, request id, header names and values,
+    error body keys) gets none of it printed, on stdout or stderr, with --debug and DEBUG
+    logs on; the test plugin passes no secrets anywhere, so the core must mask them."""
+    key = "cliEchoKey.0123"  # shaped like no known credential: only masking can hide it
+    echo = {"x-request-id": key, "x-echo": f"you sent {key}", key: "as a name"}
+    body = {"error": {"message": f"bad {key}", "type": key, "code": key}, key: [{key: key}]}
+    with StandInServer(api_key=key) as server:
+        env = {**env, "CLITEST_KEY": key, "CHATCORE_CLITEST_BASE_URL": server.base_url}
+        server.enqueue(
+            Reply.chat(f"the key is {key}", model=key, headers=echo),
+            Reply.chat(f"the key is {key}", model=key, headers=echo),
+            Reply.chat_stream(f"the key is {key}", model=key, headers=echo),
+            Reply.json(body, status=400, headers=echo),
+            Reply.json([key, {key: key}], headers=echo),
+        )
+        base = ["--debug", "--log-level", "DEBUG", "chat", "-m", "clitest:m"]
+        outs = [
+            run([*base, "--no-stream", "hi"], env),
+            run([*base, "--json", "hi"], env),
+            run([*base, "hi"], env),
+            run([*base, "--no-stream", "hi"], env),
+            run([*base, "--no-stream", "hi"], env),
+        ]
+    assert [o.returncode for o in outs] == [0, 0, 0, 4, 4], [o.stderr for o in outs]
+    assert "the key is ***" in outs[0].stdout
+    assert json.loads(outs[1].stdout)["model"] == "***"
+    assert "Traceback" in outs[3].stderr and "BadRequestError" in outs[3].stderr
+    assert "ResponseDecodeError" in outs[4].stderr
+    for out in outs:
+        assert key not in out.stdout + out.stderr

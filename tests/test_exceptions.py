@@ -264,3 +264,73 @@ def test_hierarchy_matches_design():
         obj = getattr(ex, name)
         if inspect.isclass(obj):
             assert issubclass(obj, ex.ChatcoreError)
+
+
+# --------------------------------------------------------------------------------------
+# Echoed secrets: every wire attribute masked, keys and values, at any depth
+
+ECHOED = "sk-echo-Key.0123"
+
+
+def _every_text(error: ex.APIError) -> str:
+    import traceback
+
+    return "\0".join(
+        [
+            str(error),
+            repr(error),
+            repr(vars(error)),
+            repr(error.args),
+            "".join(traceback.format_exception(error)),
+            json.dumps(error.body, default=str),
+            repr(dict(error.headers or {})),
+            str(error.request_id),
+            str(error.message),
+            str(error.code),
+            str(error.error_type),
+            str(error.param),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "request_id_header", ["x-request-id", "apim-request-id", "x-amzn-trace-id"]
+)
+def test_error_from_response_masks_an_echoed_key_everywhere(request_id_header):
+    body = json.dumps(
+        {
+            "error": {"message": f"bad {ECHOED}", "type": ECHOED, "code": ECHOED, "param": ECHOED},
+            ECHOED: [{"deeper": {ECHOED: [ECHOED]}}, (ECHOED,)],
+        }
+    ).encode()
+    headers = requests.structures.CaseInsensitiveDict(
+        {request_id_header: ECHOED, "x-echo": f"key={ECHOED}", ECHOED: "name"}
+    )
+    error = ex.error_from_response(429, body, headers, provider="p", model="m", secrets=[ECHOED])
+    assert ECHOED not in _every_text(error)
+    assert error.request_id == "***"
+    assert isinstance(error.headers, requests.structures.CaseInsensitiveDict)
+    assert error.headers["X-Echo"] == "key=***"
+    assert "***" in error.body and error.body["***"][0] == {"deeper": {"***": ["***"]}}
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text(max_size=6) | st.just(ECHOED) | st.just(f"a{ECHOED}b"),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(st.text(max_size=6) | st.just(ECHOED), children, max_size=3)
+        ),
+        max_leaves=12,
+    )
+)
+def test_no_secret_survives_in_an_error_body(body):
+    error = ex.error_from_response(
+        400, json.dumps({"error": "x", "extra": body}), {"x-request-id": "r"}, secrets=[ECHOED]
+    )
+    assert ECHOED not in _every_text(error)
+
+
+def test_a_stream_error_masks_only_exact_secrets_in_its_partial_text():
+    error = ex.StreamError("broke", partial_text=f"use Bearer abc and {ECHOED}", secrets=[ECHOED])
+    assert error.partial_text == "use Bearer abc and ***"  # the answer is not pattern-masked

@@ -40,6 +40,7 @@ from chatcore.exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
@@ -62,7 +63,15 @@ if TYPE_CHECKING:
     from chatcore import Client
     from chatcore._plugins import PluginHost
 
-__all__ = ["CHECKS", "ERROR_STATUSES", "ProviderConformance", "find_entry_point"]
+__all__ = [
+    "CHECKS",
+    "ERROR_STATUSES",
+    "ProviderConformance",
+    "echo_headers",
+    "find_entry_point",
+    "strings_in",
+    "urls_with_credentials",
+]
 
 ENTRY_POINT_GROUP = "chatcore"
 
@@ -113,6 +122,10 @@ CHECKS: frozenset[str] = frozenset(
         *(f"capability_{c}" for c in CAPABILITIES),
         "generated_completions",
         "metrics",
+        "echoed_secret_error",
+        "echoed_secret_response",
+        "echoed_secret_stream",
+        "credentials_in_url",
     }
 )
 
@@ -176,17 +189,55 @@ def find_entry_point(
 
 
 def _secret_free(error: BaseException, secret: str) -> list[str]:
-    """Where ``secret`` shows in ``error``: its str, repr, body, code fields, traceback."""
+    """Where ``secret`` shows in ``error``: its str, repr, attributes (``vars``), body,
+    headers (names and values), code fields, request id, traceback."""
     places = {
         "str": str(error),
         "repr": repr(error),
+        "vars": repr(vars(error)),
         "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
     }
     if isinstance(error, APIError):
-        places["body"] = json.dumps(error.body, default=str)
-        for attr in ("message", "code", "param", "error_type"):
+        places["body"] = "\0".join(strings_in(error.body))
+        places["headers"] = "\0".join(strings_in(error.headers))
+        for attr in ("message", "code", "param", "error_type", "request_id"):
             places[attr] = str(getattr(error, attr))
     return [where for where, text in places.items() if secret in text]
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string in ``value``: mapping keys and values, sequences, attrs fields."""
+    import attrs
+
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from strings_in(key)
+            yield from strings_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from strings_in(item)
+    elif attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            yield from strings_in(getattr(value, field.name))
+
+
+def echo_headers(secret: str) -> dict[str, str]:
+    """Response headers a hostile or broken server echoes the credential back in: the
+    request id, another header's value, and a header's name."""
+    return {"x-request-id": secret, "x-echo": f"you sent {secret}", secret: "echoed name"}
+
+
+def urls_with_credentials(url: str, token: str) -> list[str]:
+    """``url`` with ``token`` put where a careless configuration puts a key: user-info
+    (with and without a user name) and the usual query parameters."""
+    scheme, rest = url.split("://", 1)
+    return [
+        f"{scheme}://user:{token}@{rest}",
+        f"{scheme}://{token}@{rest}",
+        *(f"{url}?{name}={token}" for name in ("key", "api_key", "token", "access_token")),
+    ]
 
 
 class ProviderConformance:
@@ -786,6 +837,94 @@ class ProviderConformance:
         assert ok.prompt_tokens and ok.completion_tokens
         assert (failed.outcome, failed.status_code) == ("error", 500)
         assert failed.error_type is not None and failed.error_type.endswith("Error")
+
+    # -- checks: echoed secrets and credentials in URLs ------------------------------------
+    # A server that echoes the credential back (in the request id, in any header's name or
+    # value, anywhere in a JSON body, keys included) must not get it shown by the client;
+    # and a URL option carrying a credential is refused before anything is sent.
+
+    def _echo_key(self) -> str:
+        if not self.api_key:
+            pytest.skip("api_key is None: nothing to echo")
+        return self.api_key
+
+    def test_echoed_secret_error(
+        self, conformance_client: Client, conformance_server: StandInServer
+    ) -> None:
+        self.check("echoed_secret_error")
+        key = self._echo_key()
+        body = {
+            "error": {"message": f"bad key {key}", "type": key, "code": key, "param": key},
+            key: [{"deeper": {key: key}}, key],
+        }
+        conformance_server.enqueue(Reply.json(body, status=400, headers=echo_headers(key)))
+        with pytest.raises(APIStatusError) as info:
+            conformance_client.chat(self.target, self.prompt)
+        leaks = _secret_free(info.value, key)
+        assert not leaks, f"{type(info.value).__name__} shows the echoed key in: {leaks}"
+
+    def test_echoed_secret_response(
+        self, conformance_client: Client, conformance_server: StandInServer
+    ) -> None:
+        self.check("echoed_secret_response")
+        key = self._echo_key()
+        conformance_server.enqueue(
+            self.chat_reply(f"your key is {key}", model=key, headers=echo_headers(key))
+        )
+        response = conformance_client.chat(self.target, self.prompt)
+        shown = {
+            "fields": "\0".join(strings_in(response)),
+            "repr": repr(response),
+            "to_dict": json.dumps(response.to_dict(), default=str),
+        }
+        leaks = [where for where, text in shown.items() if key in text]
+        assert not leaks, f"the response shows the echoed key in: {leaks}"
+        assert response.text.startswith("your key is "), "the answer itself must still arrive"
+
+    def test_echoed_secret_stream(
+        self, conformance_client: Client, conformance_server: StandInServer
+    ) -> None:
+        self.check("echoed_secret_stream")
+        self.require_stream(conformance_client)
+        key = self._echo_key()
+        conformance_server.enqueue(
+            self.stream_reply(f"your key is {key}", model=key, headers=echo_headers(key))
+        )
+        with conformance_client.stream(self.target, self.prompt) as stream:
+            chunks = list(stream)
+        assert chunks, "the stream delivered no chunk"
+        shown = {
+            "chunks": "\0".join(s for c in chunks for s in strings_in(c)),
+            "chunk reprs": "\0".join(repr(c) for c in chunks),
+            "stream.headers": "\0".join(strings_in(stream.headers)),
+            "stream.request_id": str(stream.request_id),
+            "stream.text": stream.text,
+            "stream.response": "\0".join(strings_in(stream.response)),
+        }
+        leaks = [where for where, text in shown.items() if key in text]
+        assert not leaks, f"the stream shows the echoed key in: {leaks}"
+
+    def test_credentials_in_url(
+        self, conformance_make_client: MakeClient, conformance_server: StandInServer
+    ) -> None:
+        self.check("credentials_in_url")
+        token = "url-Token.0123"
+        urls = {
+            name: value
+            for name, value in self.provider_options(conformance_server).items()
+            if isinstance(value, str) and value.startswith(("http://", "https://"))
+        }
+        if not urls:
+            pytest.skip("the provider takes no URL option")
+        for name, url in urls.items():
+            for bad in urls_with_credentials(url, token):
+                client = conformance_make_client(conformance_server, **{name: bad})
+                with pytest.raises(ConfigurationError) as info:
+                    client.provider(self.provider_name)
+                text = "".join(traceback.format_exception(info.value))
+                assert token not in text, f"{name}={bad!r}: the refusal shows the credential"
+                assert "api_key" in str(info.value), f"{name}: the refusal must say to use api_key"
+        assert not conformance_server.requests, "a request was sent with a refused URL"
 
 
 def _open_connections(server: StandInServer) -> int:

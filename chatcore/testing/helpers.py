@@ -1,6 +1,7 @@
 """In-process test doubles for chatcore and its plugins: a scripted provider, a metrics sink
 that keeps every event, a sleep that never sleeps, log capture, and the plugin-host helpers
-behind the pytest fixtures of :mod:`chatcore.testing.plugin`.
+behind the pytest fixtures of :mod:`chatcore.testing.plugin`, and :func:`run_cli` to run
+the ``chatcore`` command for real.
 
 Nothing here imports pytest, so these work in any test runner.
 """
@@ -8,7 +9,10 @@ Nothing here imports pytest, so these work in any test runner.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -36,6 +40,7 @@ __all__ = [
     "ScriptedProvider",
     "capture_logs",
     "register_plugin",
+    "run_cli",
     "unregister_plugin",
 ]
 
@@ -460,3 +465,29 @@ def unregister_plugin(host: Any, plugin: object, name: str) -> None:
             del host._provider_owner[provider]
             host._providers.pop(provider, None)
     host._records.pop(name, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The ``chatcore`` command, run for real
+
+#: Environment variables a CLI run under test does not inherit: chatcore's own and the
+#: bundled providers' (a developer's real keys must not leak into, or change, a test).
+CLI_CLEARED_PREFIXES = ("CHATCORE_", "OPENAI_", "AZURE_OPENAI_", "HF_", "HUGGING_FACE_")
+
+
+def run_cli(
+    args: Sequence[str], environ: Mapping[str, str], cwd: str | os.PathLike[str]
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m chatcore._cli *args`` in ``cwd`` (pick an empty directory: no
+    ``chatcore.toml`` or ``.env`` is read from it), with the current environment minus
+    :data:`CLI_CLEARED_PREFIXES` plus ``environ``; output captured as text."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CLI_CLEARED_PREFIXES)}
+    return subprocess.run(
+        [sys.executable, "-m", "chatcore._cli", *args],
+        capture_output=True,
+        text=True,
+        env={**env, **environ},
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
