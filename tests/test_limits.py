@@ -156,7 +156,7 @@ def test_headers_shrink_grants_until_reset():
 
 
 def test_headers_apply_even_without_configured_limits():
-    lim, clock = limiter({})
+    lim, clock = limiter({}, max_server_hold=600)
     lim.observe("p", "m", {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6m0s"})
     t0 = clock.now
     lim.acquire("p", "m", 10)
@@ -267,7 +267,7 @@ def test_rate_limit_signals_skip_placeholders_and_garbage():
         "x-ratelimit-remaining-tokens": "12",
         "x-ratelimit-reset-tokens": "6m0s",
     }
-    assert list(rate_limit_signals(headers)) == [("tokens", 12.0, 360.0)]
+    assert list(rate_limit_signals(headers, max_hold=600)) == [("tokens", 12.0, 360.0)]
     assert list(rate_limit_signals(None)) == []
     assert throttle_delay(RateLimitError("x", retry_after=2.5), 1.0) == 2.5
     assert throttle_delay(RateLimitError("x"), 1.0) == 1.0
