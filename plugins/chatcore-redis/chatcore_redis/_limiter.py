@@ -27,7 +27,6 @@ from chatcore._limits import (
     InMemoryRateLimiter,
     RateLimit,
     Ticket,
-    check_max_server_hold,
     check_wait,
     rate_limit_signals,
     throttle_delay,
