@@ -617,3 +617,40 @@ def test_other_errors_are_not_throttling():
     lim.observe("p", "m", None, RuntimeError("boom"))
     lim.observe("p", "m", {}, None)
     assert lim._holds == {}
+
+
+def test_refusals_name_the_key_and_the_wait():
+    lim, _ = limiter({"p": {"rps": 1, "burst": 1}})
+    lim.acquire("p", "m", 1)
+    with pytest.raises(
+        RateLimitExceeded, match=r"^p:m: rate limit reached; next grant in 1\.000s$"
+    ) as info:
+        lim.acquire("p", "m", 1, blocking=False)
+    assert info.value.key == "p:m" and info.value.retry_after == pytest.approx(1.0)
+    with pytest.raises(
+        RateLimitExceeded,
+        match=r"^p:m: the local rate limit would need 1\.000s, more than max_wait=0\.5s$",
+    ) as info:
+        lim.acquire("p", "m", 1, max_wait=0.5)
+    assert info.value.key == "p:m" and info.value.retry_after == pytest.approx(1.0)
+
+
+def test_a_max_wait_equal_to_the_wait_is_enough():
+    lim, clock = limiter({"p": {"rps": 1, "burst": 1}})
+    lim.acquire("p", "m", 1)
+    t0 = clock.now
+    lim.acquire("p", "m", 1, max_wait=1.0)
+    assert clock.now - t0 == pytest.approx(1.0)
+
+
+def test_a_pair_without_a_usable_reset_is_skipped_and_the_other_dimension_still_read():
+    assert list(rate_limit_signals({"x-ratelimit-remaining-requests": "0"})) == []
+    headers = {
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "later",
+        "x-ratelimit-remaining-tokens": "5",
+        "x-ratelimit-reset-tokens": "2s",
+    }
+    assert list(rate_limit_signals(headers)) == [("tokens", 5.0, 2.0)]
+    headers["x-ratelimit-reset-requests"] = ""
+    assert list(rate_limit_signals(headers)) == [("tokens", 5.0, 2.0)]
