@@ -155,7 +155,8 @@ def rate_limit_signals(
         remaining = finite_seconds(headers.get(f"x-ratelimit-remaining-{dim}"))
         if remaining is None:
             continue
-        reset = parse_duration(headers.get(f"x-ratelimit-reset-{dim}", "") or "")
+        reset_text = headers.get(f"x-ratelimit-reset-{dim}")
+        reset = None if reset_text is None else parse_duration(reset_text)
         if reset is None or reset <= 0:
             continue
         yield dim, remaining, min(reset, max_hold)

@@ -654,3 +654,24 @@ def test_a_pair_without_a_usable_reset_is_skipped_and_the_other_dimension_still_
     assert list(rate_limit_signals(headers)) == [("tokens", 5.0, 2.0)]
     headers["x-ratelimit-reset-requests"] = ""
     assert list(rate_limit_signals(headers)) == [("tokens", 5.0, 2.0)]
+
+
+def test_a_ticket_settled_without_usage_gets_its_whole_estimate_back():
+    lim, _ = limiter({"p": {"tpm": 6000}})
+    ticket = lim.acquire("p", "m", 500)
+    assert lim._tokens["p"].level == 5500
+    lim.reconcile(ticket, None)
+    assert lim._tokens["p"].level == 6000
+
+
+def test_status_reports_buckets_and_holds_and_expired_holds_as_zero():
+    lim, clock = limiter({"p": {"rps": 2, "burst": 4, "tpm": 600}})
+    lim.acquire("p", "m", 100)
+    lim.observe("p", "m", None, RateLimitError("x", retry_after=3))
+    assert lim.status() == {
+        "p": {"requests_available": 3.0, "tokens_available": 500.0, "held_for": 3.0}
+    }
+    clock.now += 10
+    assert lim.status() == {
+        "p": {"requests_available": 4.0, "tokens_available": 600.0, "held_for": 0.0}
+    }
