@@ -44,6 +44,9 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m":
 #: Longest hold a server's answer may install (seconds): the ``max_server_hold`` setting's
 #: default, the same as ``max_retry_after``'s.
 DEFAULT_MAX_SERVER_HOLD = 120.0
+#: The largest ``max_server_hold`` accepted: a day (a sleep or a Redis expiry of any hold
+#: up to it is valid on every platform).
+MAX_SERVER_HOLD_LIMIT = 86400.0
 
 
 def parse_duration(text: str) -> float | None:
@@ -68,13 +71,15 @@ def parse_duration(text: str) -> float | None:
 
 
 def check_max_server_hold(value: Any) -> float:
-    """``value`` as the ``max_server_hold`` of a limiter: seconds, finite and > 0; anything
-    else is a :class:`ConfigurationError` saying so. Shared by every limiter implementation."""
+    """``value`` as the ``max_server_hold`` of a limiter: seconds, > 0 and at most
+    :data:`MAX_SERVER_HOLD_LIMIT`; anything else is a :class:`ConfigurationError` saying so.
+    Shared by every limiter implementation."""
     seconds = None if isinstance(value, str) else finite_seconds(value)
-    if seconds is None or seconds <= 0:
+    if seconds is None or not 0 < seconds <= MAX_SERVER_HOLD_LIMIT:
         raise ConfigurationError(
-            f"max_server_hold={value!r}: expected a finite number of seconds > 0 (the longest"
-            f" hold a server's answer may install; default {DEFAULT_MAX_SERVER_HOLD:g})"
+            f"max_server_hold={value!r}: expected a number of seconds > 0 and at most"
+            f" {MAX_SERVER_HOLD_LIMIT:g} (the longest hold a server's answer may install;"
+            f" default {DEFAULT_MAX_SERVER_HOLD:g})"
         )
     return seconds
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from chatcore._limits import DEFAULT_MAX_SERVER_HOLD, RateLimit
+from chatcore._limits import DEFAULT_MAX_SERVER_HOLD, MAX_SERVER_HOLD_LIMIT, RateLimit
 from chatcore._redact import MASK, redact
 from chatcore.exceptions import ConfigurationError
 from chatcore.provider import ProviderSpec, Secret
@@ -86,7 +86,13 @@ _KEYS: dict[str, _Key] = {
         "float", "a number > 0, or 'none' for no deadline", 0, exclusive=True, optional=True
     ),
     "max_retry_after": _Key("float", "a number > 0", minimum=0, exclusive=True),
-    "max_server_hold": _Key("float", "a number of seconds > 0", minimum=0, exclusive=True),
+    "max_server_hold": _Key(
+        "float",
+        f"a number of seconds > 0 and at most {MAX_SERVER_HOLD_LIMIT:g}",
+        minimum=0,
+        maximum=MAX_SERVER_HOLD_LIMIT,
+        exclusive=True,
+    ),
     "cache": _Key("bool", "true or false"),
     "cache_ttl": _Key(
         "float", "a number > 0, or 'none' for no expiry", 0, exclusive=True, optional=True

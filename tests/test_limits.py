@@ -479,11 +479,20 @@ def test_parse_duration_is_finite_and_non_negative_or_none(text):
     assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
 
 
-@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "120", True, None])
+@pytest.mark.parametrize(
+    "value", [0, -1, float("nan"), float("inf"), 86400.001, 1e300, "120", True, None]
+)
 def test_bad_max_server_hold_is_a_configuration_error(value):
     with pytest.raises(ConfigurationError, match="max_server_hold") as info:
         InMemoryRateLimiter({}, max_server_hold=value)
-    assert "seconds > 0" in str(info.value)
+    assert "seconds > 0 and at most 86400" in str(info.value)
+
+
+def test_the_largest_max_server_hold_holds_a_day_and_no_more():
+    lim, slept = recording_limiter(max_server_hold=86400)
+    lim.observe("p", "m", None, RateLimitError("x", retry_after=1e300))
+    lim.acquire("p", "m", 1)
+    assert slept == [86400.0]
 
 
 def test_the_hold_cap_boundary():

@@ -122,7 +122,7 @@ _LAYERED: dict[str, tuple[st.SearchStrategy[Any], Any, Any]] = {
     "log_level": (st.sampled_from(LOG_LEVELS), str.lower, lambda v: f'"{v}"'),
     "health_port": (st.integers(0, 65535), str, str),
     "readiness_ttl": (st.integers(0, 100).map(float), repr, repr),
-    "max_server_hold": (st.integers(1, 100_000).map(float), repr, repr),
+    "max_server_hold": (st.integers(1, 86_400).map(float), repr, repr),
 }
 
 
@@ -373,6 +373,7 @@ def test_provider_variables_are_not_taken_for_settings(tmp_path: Path) -> None:
         ("max_server_hold", -1.0, "a number of seconds > 0"),
         ("max_server_hold", float("inf"), "finite"),
         ("max_server_hold", "60", "a number of seconds > 0"),
+        ("max_server_hold", 86400.5, "at most 86400"),
         ("cache", "yes", "true or false"),
         ("cache_ttl", 0.0, "a number > 0"),
         ("cache_maxsize", 0, "an integer >= 1"),
@@ -709,7 +710,7 @@ def test_max_server_hold_from_every_layer(tmp_path: Path) -> None:
     assert shown["settings"]["max_server_hold"]["value"] == 15.0
 
 
-@pytest.mark.parametrize("text", ["0", "-3", "inf", "nan", "soon", "1e400"])
+@pytest.mark.parametrize("text", ["0", "-3", "inf", "nan", "soon", "1e400", "86401"])
 def test_bad_max_server_hold_in_the_environment(tmp_path: Path, text: str) -> None:
     message = error_of(tmp_path, CHATCORE_MAX_SERVER_HOLD=text)
     assert "max_server_hold=" in message or "CHATCORE_MAX_SERVER_HOLD" in message
