@@ -30,6 +30,7 @@ from chatcore.exceptions import (
 
 __all__ = [
     "DEFAULT_MAX_SERVER_HOLD",
+    "MAX_SERVER_HOLD_LIMIT",
     "InMemoryRateLimiter",
     "NullRateLimiter",
     "RateLimit",

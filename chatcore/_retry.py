@@ -4,9 +4,9 @@ Defaults follow the OpenAI SDK, which users already trust: 2 retries (3 attempts
 409, 429 (never a quota 429), 5xx, connection errors and timeouts; ``x-should-retry``
 overrides; backoff ``min(0.5 * 2**n, 8) * (1 - 0.25 * random())``; a server-demanded
 delay (``retry-after-ms``, ``retry-after``, HF ``estimated_time``) is used as given when
-``0 < delay <= max_retry_after``, and a longer one ends retrying (a delay that is not a
-finite number is ignored). On top: a total deadline
-across attempts, and ``attempts`` reported on the response and on the raised error.
+``0 < delay <= max_retry_after``, and a longer one ends retrying (a demand that is not a
+finite number > 0 is ignored). On top: a total deadline across attempts, and ``attempts``
+reported on the response and on the raised error.
 """
 
 from __future__ import annotations

@@ -366,11 +366,11 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     if not isinstance(value, str):
         return None
     try:
-        float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    else:  # a number, but perhaps not a usable one
-        return finite_seconds(value)
+        seconds = None
+    if seconds is not None:  # a number, but perhaps not a usable one
+        return finite_seconds(seconds)
     import email.utils  # only for the rare HTTP-date form
 
     try:

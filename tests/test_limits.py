@@ -34,13 +34,22 @@ from chatcore.testing.strategies import HOSTILE_NUMBERS, estimated_times, rate_l
 
 
 class FakeClock:
+    """A clock that only moves when slept on. A limiter that keeps sleeping without ever
+    granting (a wait that never shrinks) fails the test instead of hanging it."""
+
+    MOST_SLEEPS = 100_000
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.sleeps = 0
 
     def __call__(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        assert self.sleeps <= self.MOST_SLEEPS, "the limiter sleeps forever"
+        assert seconds > 0, f"slept {seconds!r}"
         self.now += seconds
 
 
