@@ -37,7 +37,7 @@ class FakeClock:
     """A clock that only moves when slept on. A limiter that keeps sleeping without ever
     granting (a wait that never shrinks) fails the test instead of hanging it."""
 
-    MOST_SLEEPS = 100_000
+    MOST_SLEEPS = 10_000
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -693,3 +693,18 @@ def test_status_reports_buckets_and_holds_and_expired_holds_as_zero():
     assert lim.status() == {
         "p": {"requests_available": 4.0, "tokens_available": 600.0, "held_for": 0.0}
     }
+
+
+def test_booleans_are_not_rates():
+    for key in ("rps", "rpm", "tpm", "burst", "token_burst"):
+        with pytest.raises(ConfigurationError, match=f"{key}=True: expected a number > 0"):
+            RateLimit.parse("p", {key: True})
+
+
+def test_a_shortfall_within_rounding_is_granted():
+    lim, _ = limiter({"p": {"tpm": 60}})
+    lim._tokens["p"].level = -1e-9  # 1e-9 short of a zero-token request: rounding
+    lim.acquire("p", "m", 0, blocking=False)
+    lim._tokens["p"].level = -2e-9
+    with pytest.raises(RateLimitExceeded):
+        lim.acquire("p", "m", 0, blocking=False)
