@@ -708,3 +708,19 @@ def test_a_shortfall_within_rounding_is_granted():
     lim._tokens["p"].level = -2e-9
     with pytest.raises(RateLimitExceeded):
         lim.acquire("p", "m", 0, blocking=False)
+
+
+def test_bad_limit_messages_name_the_key_and_what_is_allowed():
+    with pytest.raises(ConfigurationError) as info:
+        RateLimit.parse("p", {"rqm": 5, "bust": 1})
+    assert str(info.value) == (
+        "rate_limits['p']: unknown key(s) bust, rqm (allowed: burst, rpm, rps, token_burst, tpm)"
+    )
+    with pytest.raises(ConfigurationError) as info:
+        RateLimit.parse("p", 5)
+    assert str(info.value) == (
+        "rate_limits['p']: expected a mapping like {'rpm': 500, 'tpm': 200000}"
+    )
+    with pytest.raises(ConfigurationError, match=r"^rate_limits key ':m': expected"):
+        InMemoryRateLimiter({":m": {"rps": 1}})
+    assert RateLimit.parse("p", RateLimit(rps=1)) == RateLimit(rps=1)
