@@ -724,3 +724,28 @@ def test_bad_limit_messages_name_the_key_and_what_is_allowed():
     with pytest.raises(ConfigurationError, match=r"^rate_limits key ':m': expected"):
         InMemoryRateLimiter({":m": {"rps": 1}})
     assert RateLimit.parse("p", RateLimit(rps=1)) == RateLimit(rps=1)
+
+
+def test_a_request_of_exactly_the_token_capacity_is_granted_and_one_more_is_refused():
+    lim, _ = limiter({"p:m": {"tpm": 1000, "token_burst": 100}})
+    lim.acquire("p", "m", 100, blocking=False)
+    with pytest.raises(RateLimitExceeded) as info:
+        lim.acquire("p", "m", 101)
+    assert str(info.value) == (
+        "p:m: the request needs about 101 tokens, more than the 100 the token limit ever"
+        " grants at once; shorten the request or raise tpm/token_burst"
+    )
+    assert info.value.key == "p:m" and info.value.retry_after is None
+
+
+def test_waits_are_counted_with_the_seconds_waited():
+    lim, clock = limiter({"p": {"rps": 2, "burst": 1}})
+    lim.acquire("p", "m", 1)  # granted at once: not a wait
+    assert (lim.waits, lim.wait_seconds) == (0, 0.0)
+    lim.acquire("p", "m", 1)
+    lim.acquire("p", "m", 1)
+    assert lim.waits == 2
+    assert lim.wait_seconds == pytest.approx(1.0)
+    clock.now += 5
+    lim.acquire("p", "m", 1)
+    assert lim.waits == 2
