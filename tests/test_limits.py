@@ -749,3 +749,30 @@ def test_waits_are_counted_with_the_seconds_waited():
     clock.now += 5
     lim.acquire("p", "m", 1)
     assert lim.waits == 2
+
+
+def test_limits_at_their_boundaries():
+    for key in ("rps", "rpm", "tpm", "burst", "token_burst"):
+        with pytest.raises(ConfigurationError, match=f"rate_limits\\['p:m'\\]: {key}=0: expected"):
+            InMemoryRateLimiter({"p:m": {key: 0}})
+    with pytest.raises(ConfigurationError, match="rate_limits key 'p:'"):
+        InMemoryRateLimiter({"p:": {"rps": 1}})
+    with pytest.raises(ConfigurationError, match="rate_limits key ''"):
+        InMemoryRateLimiter({"": {"rps": 1}})
+    lim, clock = limiter(
+        {"slow": {"rps": 0.5}, "fast": {"rps": 5}, "tok": {"tpm": 6000, "token_burst": 100}}
+    )
+    status = lim.status()
+    # the burst defaults to one second's worth, at least one request
+    assert status["slow"] == {"requests_available": 1.0}
+    assert status["fast"] == {"requests_available": 5.0}
+    assert status["tok"] == {"tokens_available": 100.0}
+    lim.acquire("tok", "m", 100)
+    clock.now += 0.5  # 6000 per minute: 50 tokens in half a second
+    assert lim.status()["tok"] == {"tokens_available": pytest.approx(50.0)}
+
+
+def test_the_default_hold_of_a_429_without_retry_after_is_one_second():
+    lim, _ = limiter({})
+    lim.observe("p", "m", None, RateLimitError("x"))
+    assert held_for(lim) == 1.0
