@@ -59,6 +59,7 @@ class Client:
         max_retries: int | None = None,
         timeout_total: float | None = None,
         max_retry_after: float | None = None,
+        max_server_hold: float | None = None,
         rate_limits: Mapping[str, Any] | None = None,
         rate_limiter: Any = None,
         cache: Any = None,
@@ -85,6 +86,7 @@ class Client:
                 "max_retries": max_retries,
                 "timeout_total": timeout_total,
                 "max_retry_after": max_retry_after,
+                "max_server_hold": max_server_hold,
                 "rate_limits": rate_limits,
                 "cache": cache if isinstance(cache, bool) else None,
                 "cache_ttl": cache_ttl,
@@ -125,7 +127,9 @@ class Client:
             rate_limiter = plugin_host.rate_limiter(s)
         if rate_limiter is None:
             rate_limiter = (
-                InMemoryRateLimiter(self.rate_limits) if self.rate_limits else NullRateLimiter()
+                InMemoryRateLimiter(self.rate_limits, max_server_hold=s.max_server_hold)
+                if self.rate_limits
+                else NullRateLimiter()
             )
         self.rate_limiter = rate_limiter
 

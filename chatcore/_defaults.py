@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatcore._limits import InMemoryRateLimiter
+from chatcore._limits import DEFAULT_MAX_SERVER_HOLD, InMemoryRateLimiter
 from chatcore._retry import RetryPolicy
 from chatcore.hookspecs import hookimpl
 
@@ -22,8 +22,12 @@ def chatcore_retry_policy(settings: Any) -> RetryPolicy:
 @hookimpl(trylast=True)
 def chatcore_rate_limiter(settings: Any) -> InMemoryRateLimiter:
     """In-memory token buckets for the configured ``rate_limits`` (adaptive to provider
-    headers and 429s even when no limits are configured)."""
-    return InMemoryRateLimiter(getattr(settings, "rate_limits", None))
+    headers and 429s even when no limits are configured; holds capped by
+    ``max_server_hold``)."""
+    return InMemoryRateLimiter(
+        getattr(settings, "rate_limits", None),
+        max_server_hold=getattr(settings, "max_server_hold", DEFAULT_MAX_SERVER_HOLD),
+    )
 
 
 @hookimpl(trylast=True)

@@ -4,13 +4,14 @@ by provider and by (provider, model), adaptive to what the provider reports.
 Each attempt acquires from every bucket that applies, atomically; tokens are reserved
 from an estimate and reconciled with the reported ``usage`` afterwards. Provider headers
 (``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``) and 429 answers lower what is
-granted until the reset, so every thread of the process backs off together. The clock and
-the sleep are injectable; nothing here sleeps while holding the lock.
+granted until the reset, so every thread of the process backs off together. A hold learnt
+from a server never lasts longer than ``max_server_hold`` seconds, and a number from a header
+that is not finite and >= 0 is ignored. The clock and the sleep are injectable; nothing here
+sleeps while holding the lock.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 import time
@@ -24,9 +25,12 @@ from chatcore.exceptions import (
     QuotaExceededError,
     RateLimitError,
     RateLimitExceeded,
+    finite_seconds,
 )
 
 __all__ = [
+    "DEFAULT_MAX_SERVER_HOLD",
+    "MAX_SERVER_HOLD_LIMIT",
     "InMemoryRateLimiter",
     "NullRateLimiter",
     "RateLimit",
@@ -38,15 +42,23 @@ __all__ = [
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|h|m|s)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
+#: Longest hold a server's answer may install (seconds): the ``max_server_hold`` setting's
+#: default, the same as ``max_retry_after``'s.
+DEFAULT_MAX_SERVER_HOLD = 120.0
+#: The largest ``max_server_hold`` accepted: a day (a sleep or a Redis expiry of any hold
+#: up to it is valid on every platform).
+MAX_SERVER_HOLD_LIMIT = 86400.0
+
 
 def parse_duration(text: str) -> float | None:
     """Seconds in a Go-style duration (``6m0s``, ``12ms``, ``1h2m3.5s``) or a plain number of
-    seconds; ``None`` when it is neither."""
+    seconds; ``None`` when it is neither, or not a finite number >= 0 (``inf``, ``nan``,
+    ``-1``, a duration beyond a float)."""
     text = text.strip()
     if not text:
         return None
     try:
-        return float(text)
+        return finite_seconds(float(text))
     except ValueError:
         pass
     total = 0.0
@@ -56,7 +68,21 @@ def parse_duration(text: str) -> float | None:
             return None
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
-    return total if pos == len(text) else None
+    return finite_seconds(total) if pos == len(text) else None
+
+
+def check_max_server_hold(value: Any) -> float:
+    """``value`` as the ``max_server_hold`` of a limiter: seconds, > 0 and at most
+    :data:`MAX_SERVER_HOLD_LIMIT`; anything else is a :class:`ConfigurationError` saying so.
+    Shared by every limiter implementation."""
+    seconds = None if isinstance(value, str) else finite_seconds(value)
+    if seconds is None or not 0 < seconds <= MAX_SERVER_HOLD_LIMIT:
+        raise ConfigurationError(
+            f"max_server_hold={value!r}: expected a number of seconds > 0 and at most"
+            f" {MAX_SERVER_HOLD_LIMIT:g} (the longest hold a server's answer may install;"
+            f" default {DEFAULT_MAX_SERVER_HOLD:g})"
+        )
+    return seconds
 
 
 class RateLimiter(Protocol):
@@ -105,35 +131,41 @@ def check_wait(
         )
 
 
-def throttle_delay(error: BaseException | None, default: float) -> float | None:
-    """How long a throttling 429 asks every worker to hold off (its ``retry_after``, or
-    ``default``); ``None`` for anything else, quota errors included (those are final)."""
+def throttle_delay(
+    error: BaseException | None,
+    default: float,
+    *,
+    max_hold: float = DEFAULT_MAX_SERVER_HOLD,
+) -> float | None:
+    """How long a throttling 429 asks every worker to hold off (its ``retry_after`` when
+    that is a finite number > 0, else ``default``), at most ``max_hold`` seconds; ``None``
+    for anything else, quota errors included (those are final)."""
     if not isinstance(error, RateLimitError) or isinstance(error, QuotaExceededError):
         return None
-    delay = error.retry_after
-    return delay if delay is not None and delay > 0 else default
+    delay = finite_seconds(error.retry_after)
+    return min(delay if delay is not None and delay > 0 else default, max_hold)
 
 
 def rate_limit_signals(
     headers: Mapping[str, str] | None,
+    *,
+    max_hold: float = DEFAULT_MAX_SERVER_HOLD,
 ) -> Iterator[tuple[str, float, float]]:
-    """``(dimension, remaining, reset_seconds)`` for each usable ``x-ratelimit-remaining-*``
-    / ``x-ratelimit-reset-*`` pair (``requests``, ``tokens``); Azure's ``-1`` / ``0``
-    placeholders and unparsable values are skipped."""
+    """``(dimension, remaining, hold_seconds)`` for each usable ``x-ratelimit-remaining-*``
+    / ``x-ratelimit-reset-*`` pair (``requests``, ``tokens``): the reset, at most
+    ``max_hold``. Azure's ``-1`` / ``0`` placeholders, a reset of ``0``, and values that are
+    unparsable or not finite and >= 0 are skipped."""
     if not headers:
         return
     for dim in ("requests", "tokens"):
-        remaining_text = headers.get(f"x-ratelimit-remaining-{dim}")
-        if remaining_text is None:
+        remaining = finite_seconds(headers.get(f"x-ratelimit-remaining-{dim}"))
+        if remaining is None:
             continue
-        try:
-            remaining = float(remaining_text)
-        except ValueError:
+        reset_text = headers.get(f"x-ratelimit-reset-{dim}")
+        reset = None if reset_text is None else parse_duration(reset_text)
+        if reset is None or reset <= 0:
             continue
-        reset = parse_duration(headers.get(f"x-ratelimit-reset-{dim}", "") or "")
-        if reset is None or reset <= 0 or remaining < 0 or math.isnan(remaining):
-            continue
-        yield dim, remaining, reset
+        yield dim, remaining, min(reset, max_hold)
 
 
 class NullRateLimiter:
@@ -255,6 +287,7 @@ class InMemoryRateLimiter:
         *,
         adaptive: bool = True,
         default_retry_after: float = 1.0,
+        max_server_hold: float = DEFAULT_MAX_SERVER_HOLD,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -268,6 +301,8 @@ class InMemoryRateLimiter:
                 )
         self.adaptive = adaptive
         self.default_retry_after = default_retry_after
+        #: The longest hold an answer may install, in seconds.
+        self.max_server_hold = check_max_server_hold(max_server_hold)
         self.clock = clock
         self.sleep = sleep
         self._lock = threading.Lock()
@@ -370,17 +405,20 @@ class InMemoryRateLimiter:
         headers: Mapping[str, str] | None,
         error: BaseException | None = None,
     ) -> None:
-        """Adapt to ``x-ratelimit-*`` headers and 429s (not quota errors: those are final)."""
+        """Adapt to ``x-ratelimit-*`` headers and 429s (not quota errors: those are final);
+        a hold lasts at most ``max_server_hold`` seconds. Never raises for what the answer
+        says: unusable numbers are ignored."""
         if not self.adaptive:
             return
         now = self.clock()
-        delay = throttle_delay(error, self.default_retry_after)
+        cap = self.max_server_hold
+        delay = throttle_delay(error, self.default_retry_after, max_hold=cap)
         if delay is not None:
             with self._lock:
                 hold = self._holds.setdefault(provider, _Hold())
                 hold.requests_until = max(hold.requests_until, now + delay)
             return
-        for dim, remaining, reset in rate_limit_signals(headers):
+        for dim, remaining, reset in rate_limit_signals(headers, max_hold=cap):
             with self._lock:
                 bucket = (self._requests if dim == "requests" else self._tokens).get(provider)
                 if bucket is not None:

@@ -4,8 +4,9 @@ Defaults follow the OpenAI SDK, which users already trust: 2 retries (3 attempts
 409, 429 (never a quota 429), 5xx, connection errors and timeouts; ``x-should-retry``
 overrides; backoff ``min(0.5 * 2**n, 8) * (1 - 0.25 * random())``; a server-demanded
 delay (``retry-after-ms``, ``retry-after``, HF ``estimated_time``) is used as given when
-``0 < delay <= max_retry_after``, and a longer one ends retrying. On top: a total deadline
-across attempts, and ``attempts`` reported on the response and on the raised error.
+``0 < delay <= max_retry_after``, and a longer one ends retrying (a demand that is not a
+finite number > 0 is ignored). On top: a total deadline across attempts, and ``attempts``
+reported on the response and on the raised error.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chatcore.exceptions import (
     APIStatusError,
     ContextWindowExceededError,
     QuotaExceededError,
+    finite_seconds,
 )
 
 __all__ = ["RetryPolicy"]
@@ -89,8 +91,9 @@ class RetryPolicy:
 
     def next_delay(self, retry_number: int, error: BaseException) -> float | None:
         """Seconds to wait before the next attempt, or ``None`` when the server demands a
-        longer wait than ``max_retry_after`` (so retrying should stop)."""
-        demanded = getattr(error, "retry_after", None)
+        longer wait than ``max_retry_after`` (so retrying should stop). A demand that is not
+        a finite number > 0 is ignored (the computed backoff is used)."""
+        demanded = finite_seconds(getattr(error, "retry_after", None))
         if demanded is not None and demanded > 0:
             if demanded <= self.max_retry_after:
                 return float(demanded)

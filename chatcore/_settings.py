@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from chatcore._limits import RateLimit
+from chatcore._limits import DEFAULT_MAX_SERVER_HOLD, MAX_SERVER_HOLD_LIMIT, RateLimit
 from chatcore._redact import MASK, redact
 from chatcore.exceptions import ConfigurationError
 from chatcore.provider import ProviderSpec, Secret
@@ -86,6 +86,13 @@ _KEYS: dict[str, _Key] = {
         "float", "a number > 0, or 'none' for no deadline", 0, exclusive=True, optional=True
     ),
     "max_retry_after": _Key("float", "a number > 0", minimum=0, exclusive=True),
+    "max_server_hold": _Key(
+        "float",
+        f"a number of seconds > 0 and at most {MAX_SERVER_HOLD_LIMIT:g}",
+        minimum=0,
+        maximum=MAX_SERVER_HOLD_LIMIT,
+        exclusive=True,
+    ),
     "cache": _Key("bool", "true or false"),
     "cache_ttl": _Key(
         "float", "a number > 0, or 'none' for no expiry", 0, exclusive=True, optional=True
@@ -182,6 +189,9 @@ class Settings:
     timeout_total: float | None = attrs.field(default=None, validator=_validator)
     #: Longest server-demanded ``Retry-After`` honoured; a longer demand stops retrying.
     max_retry_after: float = attrs.field(default=120.0, validator=_validator)
+    #: Longest hold the rate limiter installs on a server's word (a 429's ``Retry-After``,
+    #: ``x-ratelimit-reset-*`` with nothing remaining), in memory and in Redis.
+    max_server_hold: float = attrs.field(default=DEFAULT_MAX_SERVER_HOLD, validator=_validator)
     #: Whether the built-in response cache is enabled.
     cache: bool = attrs.field(default=False, validator=_validator)
     #: Seconds a cached response lives; ``None``: until evicted.

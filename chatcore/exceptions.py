@@ -42,6 +42,7 @@ HTTP answers and ``requests`` exceptions are turned into these classes in one pl
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -380,29 +381,43 @@ def request_id_from(headers: Mapping[str, str]) -> str | None:
     )
 
 
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Server-demanded delay in seconds: ``retry-after-ms``, then ``retry-after``
-    (seconds, then HTTP-date). ``None`` when absent or unparsable."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return float(value) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
+def finite_seconds(value: Any) -> float | None:
+    """``value`` as a number of seconds when it is a finite number >= 0 (a header's text
+    is parsed); ``None`` otherwise. Every delay or duration a server sends passes here, so
+    ``inf``, ``nan``, negative numbers and numbers beyond a float are ignored, never used."""
+    if isinstance(value, bool):
         return None
     try:
-        return float(value)
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds + 0.0 if math.isfinite(seconds) and seconds >= 0 else None  # no -0.0
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Server-demanded delay in seconds: ``retry-after-ms``, then ``retry-after``
+    (seconds, then HTTP-date; a date in the past is ``0.0``). ``None`` when absent or
+    unusable: always a finite number >= 0 or ``None`` (``inf``, ``nan`` and negative
+    values are ignored; an unusable ``retry-after-ms`` falls back to ``retry-after``)."""
+    millis = finite_seconds(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000.0
+    value = headers.get("retry-after")
+    if not isinstance(value, str):
+        return None
+    try:
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is not None:  # a number, but perhaps not a usable one
+        return finite_seconds(seconds)
     import email.utils  # only for the rare HTTP-date form
 
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return when.timestamp() - (time.time() if now is None else now)
+    return finite_seconds(max(0.0, when - (time.time() if now is None else now)))
 
 
 def parse_error_body(body: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -431,8 +446,9 @@ def parse_error_body(body: Any, headers: Mapping[str, str] | None = None) -> dic
             desc = body["error_description"]
             out["message"] = f"{out['message']}: {desc}" if out.get("message") else desc
         est = body.get("estimated_time")
-        if isinstance(est, (int, float)) and not isinstance(est, bool):
-            out["estimated_time"] = float(est)
+        seconds = finite_seconds(est) if isinstance(est, (int, float)) else None
+        if seconds is not None:
+            out["estimated_time"] = seconds
     if not out.get("message") and headers is not None:
         header_msg = headers.get("x-error-message")
         if header_msg:

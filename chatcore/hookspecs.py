@@ -75,6 +75,10 @@ def chatcore_rate_limiter(settings: Any) -> Any:
 
     Stops at first non-None result. The core's default is registered ``trylast``.
 
+    A limiter learns holds from answers (429s, ``x-ratelimit-*``); it should cap them by
+    ``settings.max_server_hold`` and never raise from ``observe`` for what an answer says
+    (``chatcore._limits.rate_limit_signals`` and ``throttle_delay`` do both).
+
     Example::
 
         @hookimpl

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chatcore
 from chatcore import exceptions as ex
 from chatcore.retry import RetryPolicy, with_retry
 from chatcore.testing.server import Reply
+from chatcore.testing.strategies import rate_limit_headers
 
 from .conftest import TEST_KEY
 
@@ -201,3 +205,115 @@ def test_server_sees_the_retry_after_the_demanded_delay(make_client, server):
     assert client.chat("wire:m", "hi").attempts == 2
     first, second = server.requests
     assert second.time - first.time >= 0.15
+
+
+# --- server-demanded delays that are not finite numbers >= 0 are ignored (issue 11) ---
+
+_UNUSABLE_DELAYS = [
+    {"retry-after": "inf"},
+    {"retry-after": "nan"},
+    {"retry-after": "-5"},
+    {"retry-after": "1e400"},
+    {"retry-after-ms": "inf"},
+    {"retry-after-ms": "nan"},
+    {"retry-after-ms": "-5"},
+    {"retry-after": "Sat, 01 Jan 10000 00:00:00 GMT"},
+]
+
+
+@pytest.mark.parametrize("headers", _UNUSABLE_DELAYS)
+def test_an_unusable_retry_after_is_not_on_the_error(make_client, server, headers):
+    server.enqueue(Reply.error(429, "slow down", headers=headers))
+    with pytest.raises(ex.RateLimitError) as info:
+        make_client(retry=policy(max_retries=0)).chat("wire:m", "hi")
+    assert info.value.retry_after is None
+
+
+@pytest.mark.parametrize("headers", _UNUSABLE_DELAYS)
+def test_an_unusable_retry_after_means_the_computed_backoff(make_client, server, headers):
+    slept = []
+    server.enqueue(Reply.error(429, "slow down", headers=headers))
+    resp = make_client(retry=policy(sleep=slept.append)).chat("wire:m", "hi")
+    assert resp.attempts == 2
+    assert len(server.requests) == 2
+    assert slept == [0.5]
+
+
+def test_an_unusable_retry_after_ms_falls_back_to_retry_after(make_client, server):
+    slept = []
+    server.enqueue(
+        Reply.error(429, "slow down", headers={"retry-after-ms": "inf", "retry-after": "3"})
+    )
+    assert make_client(retry=policy(sleep=slept.append)).chat("wire:m", "hi").attempts == 2
+    assert slept == [3.0]
+
+
+def test_a_retry_after_date_in_the_past_is_zero(make_client, server):
+    past = email.utils.formatdate(time.time() - 3600, usegmt=True)
+    server.enqueue(Reply.error(429, "slow down", headers={"retry-after": past}))
+    with pytest.raises(ex.RateLimitError) as info:
+        make_client(retry=policy(max_retries=0)).chat("wire:m", "hi")
+    assert info.value.retry_after == 0.0
+
+
+@pytest.mark.parametrize("estimated", ["NaN", "Infinity", "-Infinity", "-4", "1" + "0" * 400])
+def test_an_unusable_estimated_time_is_ignored(make_client, server, estimated):
+    body = '{"error": "Model m is currently loading", "estimated_time": ' + estimated + "}"
+    server.enqueue(Reply.raw(body, 503))
+    with pytest.raises(ex.ServiceUnavailableError) as info:
+        make_client(retry=policy(max_retries=0)).chat("wire:m", "hi")
+    assert info.value.retry_after is None
+    slept = []
+    server.enqueue(Reply.raw(body, 503))
+    assert make_client(retry=policy(sleep=slept.append)).chat("wire:m", "hi").attempts == 2
+    assert slept == [0.5]
+
+
+@pytest.mark.parametrize("demanded", [float("inf"), float("-inf"), float("nan"), -1.0, 0.0])
+def test_next_delay_ignores_a_demand_that_is_not_a_finite_positive_number(demanded):
+    p = policy()
+    assert p.next_delay(1, ex.RateLimitError("x", retry_after=demanded)) == p.backoff(1) == 1.0
+
+
+def test_next_delay_honours_a_demand_up_to_max_retry_after():
+    p = policy(max_retry_after=10)
+    assert p.next_delay(0, ex.RateLimitError("x", retry_after=10)) == 10.0
+    assert p.next_delay(0, ex.RateLimitError("x", retry_after=10.001)) is None
+    assert p.next_delay(0, ex.RateLimitError("x", retry_after=1e-3)) == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "0"}, 0.0),
+        ({"retry-after": "-0"}, 0.0),
+        ({"retry-after": " 7 "}, 7.0),
+        ({"retry-after": "1e308"}, 1e308),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after-ms": "0"}, 0.0),
+        ({"retry-after-ms": "nan", "retry-after": "2"}, 2.0),
+        ({"retry-after-ms": "soon", "retry-after": "2"}, 2.0),
+        ({"retry-after": "Thu, 01 Jan 1970 00:00:10 GMT"}, 5.0),
+        ({"retry-after": "Thu, 01 Jan 1970 00:00:01 GMT"}, 0.0),
+        ({"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, 253402300794.0),
+        ({"retry-after": "Sun, 32 Nov 1994 08:49:37 GMT"}, None),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after": ""}, None),
+        ({}, None),
+    ],
+)
+def test_parse_retry_after_edges(headers, expected):
+    assert ex.parse_retry_after(headers, now=5.0) == expected
+
+
+@given(
+    headers=rate_limit_headers()
+    | st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms"]), st.text()),
+    now=st.floats(-1e12, 1e12),
+)
+@settings(max_examples=500, deadline=None)
+def test_parse_retry_after_is_none_or_finite_and_non_negative(headers, now):
+    delay = ex.parse_retry_after(headers, now=now)
+    assert delay is None or (isinstance(delay, float) and math.isfinite(delay) and delay >= 0)
+    on_error = ex.error_from_response(429, b"", headers).retry_after
+    assert on_error is None or (math.isfinite(on_error) and on_error >= 0)

@@ -122,6 +122,7 @@ _LAYERED: dict[str, tuple[st.SearchStrategy[Any], Any, Any]] = {
     "log_level": (st.sampled_from(LOG_LEVELS), str.lower, lambda v: f'"{v}"'),
     "health_port": (st.integers(0, 65535), str, str),
     "readiness_ttl": (st.integers(0, 100).map(float), repr, repr),
+    "max_server_hold": (st.integers(1, 86_400).map(float), repr, repr),
 }
 
 
@@ -368,6 +369,11 @@ def test_provider_variables_are_not_taken_for_settings(tmp_path: Path) -> None:
         ("timeout_total", 0, "a number > 0"),
         ("timeout_total", float("nan"), "finite"),
         ("max_retry_after", -5.0, "a number > 0"),
+        ("max_server_hold", 0, "a number of seconds > 0"),
+        ("max_server_hold", -1.0, "a number of seconds > 0"),
+        ("max_server_hold", float("inf"), "finite"),
+        ("max_server_hold", "60", "a number of seconds > 0"),
+        ("max_server_hold", 86400.5, "at most 86400"),
         ("cache", "yes", "true or false"),
         ("cache_ttl", 0.0, "a number > 0"),
         ("cache_maxsize", 0, "an integer >= 1"),
@@ -676,3 +682,36 @@ def test_the_process_environment_and_directory_by_default(
     loaded = load_settings()
     assert (loaded.settings.max_retries, loaded.settings.cache) == (4, True)
     assert loaded.path == str(tmp_path / "chatcore.toml")
+
+
+# --- max_server_hold (issue 11) ----------------------------------------------------------
+
+
+def test_max_server_hold_defaults_to_max_retry_after_in_every_profile(tmp_path: Path) -> None:
+    for env in ENVIRONMENTS:
+        s = load(tmp_path, {"env": env}).settings
+        assert s.max_server_hold == s.max_retry_after == 120.0
+    assert Settings().max_server_hold == 120.0
+
+
+def test_max_server_hold_from_every_layer(tmp_path: Path) -> None:
+    assert load(tmp_path, {"max_server_hold": 30}).settings.max_server_hold == 30.0
+    loaded = load(tmp_path, CHATCORE_MAX_SERVER_HOLD=" 45.5 ")
+    assert loaded.settings.max_server_hold == 45.5
+    assert loaded.sources["max_server_hold"] == "env CHATCORE_MAX_SERVER_HOLD"
+    write(tmp_path, 'env = "prod"\nmax_server_hold = 60\n[profiles.prod]\nmax_server_hold = 15\n')
+    loaded = load(tmp_path)
+    assert loaded.settings.max_server_hold == 15.0
+    assert loaded.sources["max_server_hold"].endswith("[profiles.prod]")
+    assert load(tmp_path, {"env": "dev"}).settings.max_server_hold == 60.0
+    rows = {key: value for key, value, _source in describe(load(tmp_path))}
+    assert rows["max_server_hold"] == "15.0"
+    shown = json.loads(render_config(load(tmp_path), json=True))
+    assert shown["settings"]["max_server_hold"]["value"] == 15.0
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "inf", "nan", "soon", "1e400", "86401"])
+def test_bad_max_server_hold_in_the_environment(tmp_path: Path, text: str) -> None:
+    message = error_of(tmp_path, CHATCORE_MAX_SERVER_HOLD=text)
+    assert "max_server_hold=" in message or "CHATCORE_MAX_SERVER_HOLD" in message
+    assert "a number of seconds > 0" in message

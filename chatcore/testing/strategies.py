@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 __all__ = [
     "chat_completions",
     "content_parts",
+    "estimated_times",
     "messages",
+    "rate_limit_headers",
     "tool_calls",
     "usages",
 ]
@@ -131,3 +133,80 @@ def chat_completions(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         body["service_tier"] = draw(st.sampled_from(["default", "flex", "priority"]))
     return body
+
+
+#: Numbers a broken or hostile server sends where a delay or a count belongs.
+HOSTILE_NUMBERS = (
+    "inf",
+    "-inf",
+    "Infinity",
+    "nan",
+    "-nan",
+    "-0",
+    "0",
+    "0.0",
+    "-5",
+    "1e308",
+    "1e309",
+    "-1e308",
+    "1e-320",
+    "9" * 400,
+    "99999",
+    "1_000",
+    " 7 ",
+    "",
+)
+#: HTTP-dates from the distant past to the last one a datetime holds, and broken ones.
+HOSTILE_DATES = (
+    "Mon, 01 Jan 0001 00:00:00 GMT",
+    "Thu, 01 Jan 1970 00:00:00 GMT",
+    "Sun, 06 Nov 1994 08:49:37 GMT",
+    "Fri, 31 Dec 9999 23:59:59 GMT",
+    "Fri, 31 Dec 9999 23:59:59 -2359",
+    "Sat, 01 Jan 10000 00:00:00 GMT",
+    "Sun, 06 Nov 1994 08:49:37 +9999",
+    "Sun, 32 Nov 1994 08:49:37 GMT",
+)
+_GO_UNITS = ("ns", "us", "µs", "ms", "s", "m", "h")
+_numbers = (
+    st.sampled_from(HOSTILE_NUMBERS)
+    | st.floats().map(repr)
+    | st.integers(-(10**30), 10**30).map(str)
+    | st.text(max_size=12)
+)
+_go_durations = st.lists(
+    st.tuples(
+        st.sampled_from(["0", "1", "1.5", "59", "99999", "9" * 400])
+        | st.integers(0, 10**9).map(str),
+        st.sampled_from(_GO_UNITS),
+    ),
+    min_size=1,
+    max_size=3,
+).map(lambda parts: "".join(n + u for n, u in parts))
+
+
+@st.composite
+def rate_limit_headers(draw: st.DrawFn) -> dict[str, str]:
+    """Response headers a limiter and a retry policy read (``retry-after``,
+    ``retry-after-ms``, ``x-ratelimit-remaining-*``, ``x-ratelimit-reset-*``), each present
+    or not, with any value: plausible ones, and the infinities, NaNs, negative, huge and
+    malformed numbers, Go durations and HTTP-dates of a hostile server."""
+    candidates: dict[str, st.SearchStrategy[str]] = {
+        "retry-after": _numbers | st.sampled_from(HOSTILE_DATES),
+        "retry-after-ms": _numbers,
+        "x-ratelimit-remaining-requests": _numbers,
+        "x-ratelimit-remaining-tokens": _numbers,
+        "x-ratelimit-reset-requests": _numbers | _go_durations,
+        "x-ratelimit-reset-tokens": _numbers | _go_durations,
+    }
+    return {name: draw(values) for name, values in candidates.items() if draw(st.booleans())}
+
+
+def estimated_times() -> st.SearchStrategy[Any]:
+    """Hugging Face ``estimated_time`` values: any float (infinities and NaN too), integers
+    beyond a float, and values of the wrong type."""
+    return (
+        st.floats()
+        | st.integers(-(10**400), 10**400)
+        | st.sampled_from([None, True, "20", [1.0], {"s": 1}])
+    )

@@ -88,17 +88,20 @@ def _settings_of(settings: Any) -> Any:
 
 @hookimpl
 def chatcore_rate_limiter(settings: Any) -> RedisRateLimiter | None:
-    """A :class:`RedisRateLimiter` with the client's ``rate_limits`` when
-    ``CHATCORE_REDIS_LIMITER=1``; otherwise ``None`` (the core's limiter is used)."""
+    """A :class:`RedisRateLimiter` with the client's ``rate_limits`` and
+    ``max_server_hold`` when ``CHATCORE_REDIS_LIMITER=1``; otherwise ``None`` (the core's
+    limiter is used)."""
     config = _settings_of(settings)
     if config is None or not config.limiter:
         return None
+    from chatcore._limits import DEFAULT_MAX_SERVER_HOLD
     from chatcore_redis._config import shared_client
     from chatcore_redis._limiter import RedisRateLimiter
 
     return RedisRateLimiter(
         config.url,
         limits=getattr(settings, "rate_limits", None),
+        max_server_hold=getattr(settings, "max_server_hold", DEFAULT_MAX_SERVER_HOLD),
         client=shared_client(config),
         password=config.password,
         prefix=config.prefix,

@@ -2,7 +2,10 @@
 :class:`chatcore.InMemoryRateLimiter` (requests and tokens, per provider and per
 ``provider:model``) kept in Redis hashes and updated by Lua scripts that read the Redis
 server's clock, plus adaptive holds (``PEXPIRE``'d keys) learned from provider headers
-and 429 answers, seen by every worker at once.
+and 429 answers, seen by every worker at once. A hold lasts at most ``max_server_hold``
+seconds: the cap is applied before a hold is written, by the script that writes it, and by
+the acquire script to any longer hold it finds (written by a worker with a larger cap or by
+an older version), so one hostile answer cannot stall the fleet for longer.
 
 Nothing sleeps inside Redis: the acquire script grants at once or answers how long to
 wait, and the caller sleeps (injectable ``sleep``) before asking again.
@@ -20,6 +23,7 @@ import attrs
 import redis
 
 from chatcore._limits import (
+    DEFAULT_MAX_SERVER_HOLD,
     InMemoryRateLimiter,
     RateLimit,
     Ticket,
@@ -80,12 +84,14 @@ end
 """
 
 #: KEYS: the n bucket hashes, then the hold keys.
-#: ARGV: n, then per bucket: rate (per second), capacity, amount.
+#: ARGV: n, then per bucket: rate (per second), capacity, amount; then the longest hold in
+#: milliseconds (a hold found longer is cut to it).
 #: Returns {1, 0} when granted (every bucket charged), else {0, microseconds to wait}.
 ACQUIRE_LUA = (
     _LUA_PRELUDE
     + """
 local n = tonumber(ARGV[1])
+local max_hold_ms = tonumber(ARGV[3 * n + 2])
 local wait = 0
 local levels = {}
 for i = 1, n do
@@ -101,6 +107,10 @@ for i = 1, n do
 end
 for j = n + 1, #KEYS do
   local ttl = redis.call('PTTL', KEYS[j])
+  if ttl > max_hold_ms then
+    redis.call('PEXPIRE', KEYS[j], max_hold_ms)
+    ttl = max_hold_ms
+  end
   if ttl > 0 then
     wait = math.max(wait, ttl * 1000)
   end
@@ -136,9 +146,10 @@ return 1
 """
 )
 
-#: KEYS[1]: a hold key. ARGV[1]: milliseconds. Extends the hold, never shortens it.
+#: KEYS[1]: a hold key. ARGV[1]: milliseconds, ARGV[2]: the longest hold in milliseconds.
+#: Extends the hold (up to that cap), never shortens it.
 HOLD_LUA = """
-local ms = tonumber(ARGV[1])
+local ms = math.min(tonumber(ARGV[1]), tonumber(ARGV[2]))
 if redis.call('PTTL', KEYS[1]) < ms then
   redis.call('SET', KEYS[1], '1', 'PX', ms)
 end
@@ -170,6 +181,9 @@ class RedisRateLimiter:
     (``sleep`` outside Redis) until every bucket grants, up to ``max_wait`` (then
     :class:`~chatcore.RateLimitExceeded`), or raises at once with ``blocking=False``.
 
+    ``max_server_hold``: the longest hold (seconds) a provider's answer may install for the
+    fleet (a 429's ``Retry-After``, ``x-ratelimit-reset-*`` with nothing remaining).
+
     ``failure_policy``: ``fail_open`` falls back to a local in-memory limiter with the
     same limits while Redis is unreachable (logging once per ``log_interval``);
     ``fail_closed`` raises :class:`~chatcore.RateLimitExceeded` naming the URL (password
@@ -189,6 +203,7 @@ class RedisRateLimiter:
         connect_timeout: float | None = None,
         adaptive: bool = True,
         default_retry_after: float = 1.0,
+        max_server_hold: float = DEFAULT_MAX_SERVER_HOLD,
         log_interval: float = DEFAULT_LOG_INTERVAL,
         reconnect_interval: float = DEFAULT_RECONNECT_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
@@ -205,6 +220,7 @@ class RedisRateLimiter:
             limits,
             adaptive=adaptive,
             default_retry_after=default_retry_after,
+            max_server_hold=max_server_hold,
             clock=clock,
             sleep=sleep,
         )
@@ -220,6 +236,9 @@ class RedisRateLimiter:
         self.failure_policy: FailurePolicy = policy
         self.adaptive = adaptive
         self.default_retry_after = default_retry_after
+        #: The longest hold an answer may install, in seconds (validated by the local limiter).
+        self.max_server_hold = self._local.max_server_hold
+        self._max_hold_ms = _hold_ms(self.max_server_hold)
         self.clock = clock
         self.sleep = sleep
         secrets = [s for s in (password, url_password(url)) if s]
@@ -299,7 +318,7 @@ class RedisRateLimiter:
                 args += [tbucket.rate, tbucket.capacity, float(tokens)]
         count = len(names)
         names += self.hold_keys(provider)
-        script_args: list[str | int] = [count, *(_num(a) for a in args)]
+        script_args: list[str | int] = [count, *(_num(a) for a in args), self._max_hold_ms]
         started = self.clock()
         deadline = None if max_wait is None else started + max_wait
         waited = False
@@ -385,17 +404,19 @@ class RedisRateLimiter:
         error: BaseException | None = None,
     ) -> None:
         """Adapt to ``x-ratelimit-*`` headers and 429s (not quota errors), for every
-        worker: lowers the provider's shared buckets and stores holds in Redis. The
-        local fallback learns the same. Never raises for a Redis failure."""
+        worker: lowers the provider's shared buckets and stores holds in Redis (each at most
+        ``max_server_hold``). The local fallback learns the same. Never raises for a Redis
+        failure, nor for what the answer says (unusable numbers are ignored)."""
         if not self.adaptive:
             return
         self._local.observe(provider, model, headers, error)
         req_hold, tok_hold = self.hold_keys(provider)
-        delay = throttle_delay(error, self.default_retry_after)
+        cap = self.max_server_hold
+        delay = throttle_delay(error, self.default_retry_after, max_hold=cap)
         if delay is not None:
             self._set_hold(req_hold, delay)
             return
-        for dim, remaining, reset in rate_limit_signals(headers):
+        for dim, remaining, reset in rate_limit_signals(headers, max_hold=cap):
             bucket = (self._requests if dim == "requests" else self._tokens).get(provider)
             if bucket is not None:
                 self._clamp(bucket, remaining)
@@ -407,8 +428,8 @@ class RedisRateLimiter:
         self._run(lambda: self._adjust(keys=[bucket.redis_key], args=args), "observe")
 
     def _set_hold(self, key: str, seconds: float) -> None:
-        ms = max(1, math.ceil(seconds * 1000))
-        self._run(lambda: self._hold(keys=[key], args=[ms]), "observe")
+        ms = min(_hold_ms(seconds), self._max_hold_ms)
+        self._run(lambda: self._hold(keys=[key], args=[ms, self._max_hold_ms]), "observe")
 
     def _run(self, command: Callable[[], Any], what: str) -> None:
         """Run a bookkeeping command (reconcile, observe); a Redis failure is logged."""
@@ -473,6 +494,11 @@ class RedisRateLimiter:
             f"<RedisRateLimiter url={self.url} prefix={self.prefix!r}"
             f" policy={self.failure_policy} limits={sorted(self.limits)}>"
         )
+
+
+def _hold_ms(seconds: float) -> int:
+    """A hold of ``seconds`` (finite, >= 0) in whole milliseconds, at least 1."""
+    return max(1, math.ceil(seconds * 1000))
 
 
 def _num(value: float) -> str:

@@ -3,19 +3,27 @@ holds shared by several limiter instances, and the in-memory limiter's interface
 
 from __future__ import annotations
 
+import json
+import math
 import random
 import threading
 import time
+import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chatcore.exceptions import (
     ConfigurationError,
     QuotaExceededError,
     RateLimitError,
     RateLimitExceeded,
+    error_from_response,
 )
+from chatcore.testing.strategies import estimated_times, rate_limit_headers
 from chatcore_redis import RedisRateLimiter, RedisTicket
 
 
@@ -289,3 +297,184 @@ def test_client_pipeline_uses_the_limiter(make_client: Any, make_limiter: Any) -
     status = limiter.status()["wire"]
     # reconciled with the reported usage: far less than the estimate stays charged
     assert status["tokens_available"] > 60000 - 3 * 200
+
+
+# --- holds learnt from servers are capped; nonsense numbers are ignored (issue 11) ------
+
+
+def _wait_named(limiter: RedisRateLimiter) -> float | None:
+    """0 when a non-blocking acquire is granted, else the wait its refusal names."""
+    try:
+        limiter.acquire("p", "m", 1, blocking=False)
+    except RateLimitExceeded as exc:
+        return exc.retry_after  # None would fail the caller's comparison
+    return 0.0
+
+
+def _hold_ttls(limiter: RedisRateLimiter, provider: str = "p") -> list[int]:
+    return [int(limiter.redis.pttl(key)) for key in limiter.hold_keys(provider)]
+
+
+def test_a_429_demanding_a_day_holds_the_fleet_for_max_server_hold_at_most(
+    make_limiter: Any,
+) -> None:
+    a = make_limiter()
+    b = make_limiter()
+    a.observe("p", "m", None, RateLimitError("slow", status_code=429, retry_after=99999))
+    requests_ttl, _ = _hold_ttls(a)
+    assert 110_000 < requests_ttl <= 120_000
+    with pytest.raises(RateLimitExceeded) as info:
+        b.acquire("p", "m", 1, blocking=False)
+    assert info.value.retry_after is not None and 110 < info.value.retry_after <= 120
+
+
+def test_a_reset_of_99999h_holds_the_fleet_for_max_server_hold_at_most(
+    make_limiter: Any,
+) -> None:
+    a = make_limiter(max_server_hold=30)
+    assert a.max_server_hold == 30.0
+    a.observe("p", "m", {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "99999h"})
+    _, tokens_ttl = _hold_ttls(a)
+    assert 20_000 < tokens_ttl <= 30_000
+    assert a.failures == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "inf"},
+        {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "nan"},
+        {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1e308"},
+        {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "9" * 400 + "h"},
+        {"x-ratelimit-remaining-requests": "inf", "x-ratelimit-reset-requests": "1s"},
+        {"x-ratelimit-remaining-tokens": "1e400", "x-ratelimit-reset-tokens": "1s"},
+        {"x-ratelimit-remaining-tokens": "-inf", "x-ratelimit-reset-tokens": "1s"},
+    ],
+)
+def test_nonsense_headers_never_make_observe_raise(
+    make_limiter: Any, headers: dict[str, str]
+) -> None:
+    limiter = make_limiter(limits={"p": {"rps": 10, "burst": 5, "tpm": 6000}})
+    limiter.observe("p", "m", headers)
+    assert limiter.failures == 0  # no Redis command failed (and was swallowed) either
+    assert all(ttl <= 120_000 for ttl in _hold_ttls(limiter))
+    status = limiter.status()["p"]
+    assert all(math.isfinite(v) for v in status.values())
+
+
+@pytest.mark.parametrize("retry_after", [float("inf"), float("nan"), 1e308, -5.0])
+def test_nonsense_retry_after_never_makes_observe_raise(
+    make_limiter: Any, retry_after: float
+) -> None:
+    limiter = make_limiter(default_retry_after=0.5)
+    limiter.observe("p", "m", None, RateLimitError("x", status_code=429, retry_after=retry_after))
+    assert limiter.failures == 0
+    requests_ttl, _ = _hold_ttls(limiter)
+    expected = 120_000 if retry_after == 1e308 else 500
+    assert expected - 1000 < requests_ttl <= expected
+
+
+@pytest.mark.parametrize("headers", [{"retry-after": "inf"}, {"retry-after": "99999"}])
+def test_a_hostile_429_over_http_never_breaks_the_call_or_stalls_the_fleet(
+    make_client: Any, make_limiter: Any, standin: Any, headers: dict[str, str]
+) -> None:
+    import chatcore
+    from chatcore.testing.server import Reply
+
+    limiter = make_limiter(max_server_hold=3)
+    other_worker = make_limiter(max_server_hold=3)
+    client = make_client(rate_limiter=limiter, retry=chatcore.RetryPolicy(max_retries=0))
+    standin.enqueue(Reply.error(429, "slow down", headers=headers))
+    with pytest.raises(RateLimitError) as info:
+        client.chat("wire:gpt-4o-mini", "hello")
+    assert info.value.retry_after is None or info.value.retry_after == 99999.0
+    assert limiter.failures == 0
+    requests_ttl, _ = _hold_ttls(limiter, "wire")
+    # inf is ignored (the default 1 s hold); 99999 s is cut to the cap
+    assert 0 < requests_ttl <= (1000 if info.value.retry_after is None else 3000)
+    with pytest.raises(RateLimitExceeded) as held:
+        other_worker.acquire("wire", "gpt-4o-mini", 1, blocking=False)
+    assert held.value.retry_after is not None and held.value.retry_after <= 3
+
+
+def test_acquire_cuts_a_longer_hold_to_its_own_cap(make_limiter: Any) -> None:
+    """A hold written by a worker with a larger cap (or by an older version that had
+    none) stalls a worker for no longer than its own ``max_server_hold``."""
+    generous = make_limiter(max_server_hold=3600)
+    strict = make_limiter(max_server_hold=2)
+    generous.observe("p", "m", None, RateLimitError("x", status_code=429, retry_after=3000))
+    assert _hold_ttls(generous)[0] > 2_000_000
+    with pytest.raises(RateLimitExceeded) as info:
+        strict.acquire("p", "m", 1, blocking=False)
+    assert info.value.retry_after is not None and 1 < info.value.retry_after <= 2
+    assert _hold_ttls(strict)[0] <= 2000  # cut for the whole fleet
+    strict.redis.set(strict.hold_keys("p")[1], "1", px=10**12)  # an uncapped legacy hold
+    with pytest.raises(RateLimitExceeded):
+        strict.acquire("p", "m", 1, blocking=False)
+    assert 0 < _hold_ttls(strict)[1] <= 2000
+
+
+def test_the_hold_script_caps_what_it_is_given(make_limiter: Any) -> None:
+    limiter = make_limiter()
+    key = limiter.hold_keys("p")[0]
+    limiter._hold(keys=[key], args=[10**12, 5000])
+    assert 4000 < limiter.redis.pttl(key) <= 5000
+    limiter._hold(keys=[key], args=[1000, 5000])  # never shortened
+    assert limiter.redis.pttl(key) > 4000
+
+
+def test_bad_max_server_hold_is_a_configuration_error(redis_url: str) -> None:
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigurationError, match="max_server_hold"):
+            RedisRateLimiter(redis_url, max_server_hold=bad)
+
+
+@given(
+    headers=rate_limit_headers(),
+    status=st.sampled_from([200, 429, 503]),
+    estimated=estimated_times(),
+    cap=st.sampled_from([0.5, 2.0, 120.0]),
+)
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+def test_no_answer_makes_observe_raise_or_hold_the_fleet_past_the_cap(
+    redis_url: str, headers: dict[str, str], status: int, estimated: Any, cap: float
+) -> None:
+    error = None
+    if status != 200:
+        body = json.dumps({"error": "Model m is currently loading", "estimated_time": estimated})
+        error = error_from_response(status, body, headers)
+    limiter = RedisRateLimiter(
+        redis_url,
+        limits={"p": {"rps": 10, "burst": 1, "tpm": 6000}},
+        prefix=f"t-{uuid.uuid4().hex[:12]}:",
+        max_server_hold=cap,
+    )
+    try:
+        limiter.observe("p", "m", headers, error)
+        assert limiter.failures == 0
+        assert all(ttl <= cap * 1000 for ttl in _hold_ttls(limiter))
+        wait = _wait_named(limiter)
+        assert wait is not None and wait <= max(cap, 0.1)
+        assert limiter.failures == 0
+    finally:
+        for key in limiter.redis.scan_iter(match=f"{limiter.prefix}*"):
+            limiter.redis.delete(key)
+        limiter.close()
+
+
+def test_the_plugin_passes_max_server_hold_to_the_limiter(redis_url: str) -> None:
+    import chatcore_redis
+
+    settings_like = SimpleNamespace(
+        environ={"CHATCORE_REDIS_URL": redis_url, "CHATCORE_REDIS_LIMITER": "1"},
+        rate_limits={},
+        max_server_hold=12.5,
+    )
+    limiter = chatcore_redis.chatcore_rate_limiter(settings_like)
+    assert isinstance(limiter, RedisRateLimiter)
+    assert limiter.max_server_hold == 12.5
+    assert limiter._local.max_server_hold == 12.5
