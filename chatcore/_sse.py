@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from chatcore.exceptions import StreamError, parse_error_body, request_id_from
+from chatcore.exceptions import (
+    ResponseTooLargeError,
+    StreamError,
+    parse_error_body,
+    request_id_from,
+)
 from chatcore.models import ChatChunk, Usage, _lenient
 
 if TYPE_CHECKING:
@@ -45,8 +50,9 @@ class SSEEvent:
     retry: int | None = None
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Split a byte stream into lines at CR, LF or CRLF, whatever the read boundaries."""
+def _lines(chunks: Iterable[bytes], limit: int | None = None) -> Iterator[str]:
+    """Split a byte stream into lines at CR, LF or CRLF, whatever the read boundaries;
+    a line still unterminated past ``limit`` bytes raises ResponseTooLargeError."""
     buffer = b""
     pending_cr = False
     for chunk in chunks:
@@ -74,19 +80,31 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
                 start = cr + 1
                 pending_cr = True
         buffer = buffer[start:]
+        if limit is not None and len(buffer) > limit:
+            raise _event_too_large(limit)
     if buffer:
         yield buffer.decode("utf-8", "replace")
 
 
-def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
+def _event_too_large(limit: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"a stream event is larger than max_event_bytes={limit} bytes; reading stopped at the cap",
+        limit=limit,
+    )
+
+
+def iter_sse(chunks: Iterable[bytes], *, max_event_bytes: int | None = None) -> Iterator[SSEEvent]:
     """Parse raw bytes (any split) into events. An unterminated final event is dispatched
-    too (some servers close without the blank line)."""
+    too (some servers close without the blank line). An event over ``max_event_bytes``
+    raises :class:`~chatcore.exceptions.ResponseTooLargeError` (without provider/model:
+    the transport fills them in)."""
     data: list[str] = []
+    size = 0
     event = ""
     event_id: str | None = None
     retry: int | None = None
     first = True
-    for line in _lines(chunks):
+    for line in _lines(chunks, max_event_bytes):
         if first:
             first = False
             if line.startswith("\ufeff"):  # the SSE spec ignores one leading BOM
@@ -94,7 +112,7 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
         if not line:
             if data:
                 yield SSEEvent("\n".join(data), event or "message", event_id, retry)
-            data, event, retry = [], "", None
+            data, event, retry, size = [], "", None, 0
             continue
         if line.startswith(":"):
             continue  # comment / keep-alive
@@ -105,6 +123,10 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
             value = value[1:]
         if name == "data":
             data.append(value)
+            if max_event_bytes is not None:
+                size += len(value) + 1
+                if size > max_event_bytes:
+                    raise _event_too_large(max_event_bytes)
         elif name == "event":
             event = value
         elif name == "id":
