@@ -36,7 +36,7 @@ __all__ = [
     "RedirectPolicy",
     "TransportCause",
     "cap_total",
-    "check_declared_length",
+    "declared_length",
     "detached_cause",
     "dumps_body",
     "is_event_stream",
@@ -199,16 +199,17 @@ def too_large(
     )
 
 
-def check_declared_length(headers: Mapping[str, str], limit: int) -> bool:
-    """True when the answer declares (``Content-Length``, no ``Content-Encoding``) more
-    bytes than ``limit``: refuse it before reading anything."""
+def declared_length(headers: Mapping[str, str]) -> int | None:
+    """The body size an answer declares (``Content-Length`` without ``Content-Encoding``),
+    or ``None``: over a cap, it is refused before anything is read."""
     declared = headers.get("content-length")
     if declared is None or headers.get("content-encoding", "identity") != "identity":
-        return False
+        return None
     try:
-        return int(declared) > limit
+        size = int(declared)
     except ValueError:
-        return False
+        return None
+    return size if size >= 0 else None
 
 
 def read_capped(chunks: Iterable[bytes], limit: int) -> bytes | None:

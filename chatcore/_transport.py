@@ -45,7 +45,7 @@ from chatcore._http import (
     Origin,
     RedirectPolicy,
     cap_total,
-    check_declared_length,
+    declared_length,
     detached_cause,
     dumps_body,
     is_event_stream,
@@ -317,10 +317,11 @@ class HttpTransport:
         try:
             limit = self.max_response_bytes
             request_id = request_id_from(response.headers)
-            if check_declared_length(response.headers, limit):
+            size = declared_length(response.headers)
+            if size is not None and size > limit:
                 content = None
             else:
-                content = read_capped(self._body_chunks(response, attempt), limit)
+                content = read_capped(self._body_chunks(response, attempt, size=size), limit)
             if content is None:
                 raise too_large(
                     f"the answer to {method} {path}",
@@ -567,17 +568,24 @@ class HttpTransport:
         raise error
 
     def _body_chunks(
-        self, response: requests.Response, attempt: _Attempt, *, incremental: bool = False
+        self,
+        response: requests.Response,
+        attempt: _Attempt,
+        *,
+        incremental: bool = False,
+        size: int | None = None,
     ) -> Iterator[bytes]:
         """The decompressed body, at most READ_CHUNK bytes at a time (decompression is
         bounded per read, so a small compressed body cannot inflate in memory). With
         ``incremental``, each read returns what has arrived instead of waiting for a full
-        chunk (streams, whatever their framing). Read failures and passed deadlines are
+        chunk (streams, whatever their framing); with ``size`` (a declared length), no read
+        is made past it. Read failures and passed deadlines are
         raised as typed errors."""
         raw = response.raw
         read = raw.read1 if incremental else raw.read
         guard = attempt.guard
-        while True:
+        left = math.inf if size is None else size
+        while left > 0:
             error: APIError | None = None
             try:
                 chunk = read(READ_CHUNK, decode_content=True)
@@ -591,6 +599,7 @@ class HttpTransport:
                 )
             if not chunk:
                 return
+            left -= len(chunk)
             yield chunk
 
     def _prepare(

@@ -16,7 +16,7 @@ from chatcore._http import (
     RedirectPolicy,
     TransportCause,
     cap_total,
-    check_declared_length,
+    declared_length,
     detached_cause,
     dumps_body,
     is_event_stream,
@@ -165,18 +165,19 @@ def test_cap_total() -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "refused"),
+    ("headers", "size"),
     [
-        ({"content-length": "11"}, True),
-        ({"content-length": "10"}, False),
-        ({"content-length": "11", "content-encoding": "gzip"}, False),
-        ({"content-length": "11", "content-encoding": "identity"}, True),
-        ({"content-length": "x"}, False),
-        ({}, False),
+        ({"content-length": "11"}, 11),
+        ({"content-length": "0"}, 0),
+        ({"content-length": "11", "content-encoding": "gzip"}, None),
+        ({"content-length": "11", "content-encoding": "identity"}, 11),
+        ({"content-length": "x"}, None),
+        ({"content-length": "-1"}, None),
+        ({}, None),
     ],
 )
-def test_check_declared_length(headers: dict[str, str], refused: bool) -> None:
-    assert check_declared_length(headers, 10) is refused
+def test_declared_length(headers: dict[str, str], size: int | None) -> None:
+    assert declared_length(headers) == size
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from chatcore.exceptions import (
     ResponseTooLargeError,
     ValidationError,
 )
-from chatcore.testing.helpers import MetricsRecorder
+from chatcore.testing.helpers import MetricsRecorder, capture_logs
 from chatcore.testing.hostile import Hostile, HostileServer, loopback_available
 from chatcore.testing.server import Reply, StandInServer
 
@@ -125,8 +125,11 @@ def test_cross_origin_redirect_contacts_nothing_there(
 def test_same_origin_307_is_followed_with_method_body_and_key(make: Any, provider: str) -> None:
     with HostileServer() as server:
         server.enqueue(Hostile.redirect("/moved/chat/completions", 307))
-        text = make(provider, server).chat(f"{provider}:gpt-4o-mini", "hello").text
+        with capture_logs("DEBUG") as logs:
+            text = make(provider, server).chat(f"{provider}:gpt-4o-mini", "hello").text
         first, second = server.requests
+    # the hop is chatcore's, counted and logged (requests' own following is off)
+    assert len([line for line in logs.lines if "following same-origin redirect" in line]) == 1
     assert text == "Hello from a hostile server"
     assert second.path == "/moved/chat/completions"
     assert (second.method, second.body) == (first.method, first.body) == ("POST", first.body)
@@ -243,6 +246,8 @@ def test_the_cause_chain_carries_no_credentials(make: Any, provider: str, fault:
         server.stop()
     error = info.value
     assert error.__cause__ is not None, "the cause was dropped instead of cleaned"
+    # detached: the cause has no chain of its own (where requests keeps its objects)
+    assert error.__cause__.__cause__ is None and error.__cause__.__context__ is None
     assert error.__context__ is None or error.__context__ is error.__cause__
     key = KEYS[provider]
     for obj in _reachable(error):
