@@ -1,28 +1,68 @@
 """The HTTP transport every provider talks through: one pooled ``requests.Session`` per
-provider instance, timeouts that never wait forever, a chatcore User-Agent, and the one
-place where HTTP failures become typed chatcore errors."""
+provider instance, and the one place where HTTP failures become typed chatcore errors.
+
+What it enforces comes from :mod:`chatcore._http` (shared with any later transport):
+credentials only to the base URL's origin (requests never follows a redirect itself),
+body caps applied after decompression, wall-clock deadlines for an attempt and a call
+(a watchdog thread shuts down the socket of an attempt past its deadline, so a server
+dripping bytes cannot hold it), and exception causes without request objects.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import math
+import os
 import platform
+import socket
+import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import DecodeError, ReadTimeoutError
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from chatcore import __version__
 from chatcore._deadline import call_deadline
+from chatcore._http import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    ERROR_BODY_LIMIT,
+    READ_CHUNK,
+    AttemptClock,
+    Origin,
+    RedirectPolicy,
+    cap_total,
+    declared_length,
+    detached_cause,
+    dumps_body,
+    is_event_stream,
+    read_capped,
+    read_truncated,
+    too_large,
+)
+from chatcore._log import logger
+from chatcore._redact import redact
 from chatcore._sse import SSEEvent, iter_sse
 from chatcore.exceptions import (
+    APIConnectionError,
     APIError,
     APITimeoutError,
     ResponseDecodeError,
+    ResponseTooLargeError,
+    StreamError,
     error_from_requests_exception,
     error_from_response,
     request_id_from,
@@ -42,8 +82,155 @@ class HttpResult:
     request_id: str | None
 
 
-def _dumps(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+# --------------------------------------------------------------------------------------
+# Wall-clock deadlines: a guard per attempt, one watchdog thread per process
+
+
+class _Guard:
+    """One attempt's deadline and, once the answer's head is awaited, its socket."""
+
+    __slots__ = ("deadline", "fired", "sock")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.sock: socket.socket | None = None
+        self.fired = False
+
+    def fire(self) -> None:
+        """Shut the socket down: a read blocked on it returns at once."""
+        self.fired = True
+        self.deadline = math.inf
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed by its owner
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+#: The guard of the attempt running in this context (read by the connection classes).
+_current_guard: contextvars.ContextVar[_Guard | None] = contextvars.ContextVar(
+    "chatcore_attempt_guard", default=None
+)
+
+
+class _Watchdog:
+    """A daemon thread that fires every armed guard whose deadline has passed. It polls
+    every :attr:`POLL` seconds while guards are armed and sleeps when none has been for
+    :attr:`IDLE_AFTER` seconds; arming and disarming are a dict store and pop."""
+
+    POLL = 0.05
+    IDLE_AFTER = 5.0
+
+    def __init__(self) -> None:
+        self._guards: dict[int, _Guard] = {}
+        self._lock = threading.Lock()
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._guards.clear()
+        self._wake = threading.Event()
+        self._sleeping = True
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float) -> _Guard:
+        guard = _Guard(deadline)
+        self._guards[id(guard)] = guard
+        if self._sleeping:
+            self._wake_up()
+        return guard
+
+    def disarm(self, guard: _Guard) -> None:
+        guard.sock = None
+        self._guards.pop(id(guard), None)
+
+    def _wake_up(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="chatcore-deadlines", daemon=True
+                )
+                self._sleeping = False
+                self._thread.start()
+            self._wake.set()
+
+    def _run(self) -> None:
+        idle = 0.0
+        while True:
+            guards = tuple(self._guards.values())
+            if guards:
+                idle = 0.0
+                now = time.monotonic()
+                for guard in guards:
+                    if guard.deadline <= now:
+                        guard.fire()
+            else:
+                idle += self.POLL
+                if idle >= self.IDLE_AFTER:
+                    self._sleeping = True
+                    if not self._guards:  # checked after announcing the sleep
+                        self._wake.wait()
+                    self._wake.clear()
+                    self._sleeping = False
+                    idle = 0.0
+                    continue
+            time.sleep(self.POLL)
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _GuardedConnection(HTTPConnection):
+    """Hands its socket to the current attempt's guard before waiting for the answer."""
+
+    def getresponse(self) -> Any:
+        guard = _current_guard.get()
+        if guard is not None:
+            guard.sock = self.sock
+        return super().getresponse()
+
+
+class _GuardedTLSConnection(_GuardedConnection, HTTPSConnection):
+    """The TLS twin of :class:`_GuardedConnection` (its ``getresponse`` comes first)."""
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _GuardedConnection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedTLSConnection
+
+
+_POOL_CLASSES: dict[str, type[HTTPConnectionPool]] = {"http": _Pool, "https": _TLSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """An adapter whose connections (direct or through an HTTP proxy) report their socket
+    to the attempt's guard. SOCKS proxies keep their own classes (per-read timeouts and
+    the between-chunk deadline check still apply)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
+
+
+# --------------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Attempt:
+    """One attempt in flight: its clock, its guard, the model it is for."""
+
+    clock: AttemptClock
+    guard: _Guard
+    model: str | None
 
 
 class HttpTransport:
@@ -63,15 +250,25 @@ class HttpTransport:
         pool_maxsize: int = 32,
         user_agent_product: tuple[str, str] | None = None,
         chunk_timeout: float = 60.0,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.secrets = tuple(s for s in secrets if s)
         self.timeout = (connect_timeout, timeout)
         self.chunk_timeout = chunk_timeout
+        self.max_response_bytes = max_response_bytes
+        self.max_event_bytes = max_event_bytes
         self.params = dict(params or {})
+        try:
+            origin = Origin.of(self.base_url)
+        except ValueError:
+            origin = Origin("", "", 0)  # matches no URL: every redirect is refused
+        self.redirects = RedirectPolicy(origin, max_redirects)
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+        adapter = _Adapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         ua = f"chatcore/{__version__}"
@@ -93,8 +290,11 @@ class HttpTransport:
         return str(self.session.headers["User-Agent"])
 
     def url(self, path: str) -> str:
-        """The absolute URL of ``path`` (already absolute URLs are kept)."""
+        """The absolute URL of ``path``. An absolute URL is kept only when it is on the
+        base URL's origin (:class:`~chatcore.exceptions.ConfigurationError` otherwise):
+        the credentials this transport sends never go anywhere else."""
         if path.startswith(("http://", "https://")):
+            self.redirects.check_target(path)
             return path
         return f"{self.base_url}/{path.lstrip('/')}"
 
@@ -109,33 +309,52 @@ class HttpTransport:
         model: str | None = None,
         timeout: float | None = None,
     ) -> HttpResult:
-        """Send one request and return the decoded JSON answer, or raise a typed error."""
-        response = self._send(method, path, json_body, params, headers, model, timeout, False)
+        """Send one request and return the decoded JSON answer, or raise a typed error.
+        The whole attempt (redirects, head and body) is bounded by ``timeout`` (default:
+        the transport's) and by the call's ``timeout_total``; the decompressed body by
+        ``max_response_bytes``."""
+        response, attempt = self._send(method, path, json_body, params, headers, model, timeout)
         try:
-            content = response.content
-        except requests.RequestException as exc:
-            raise self._map(exc, model) from exc
-        finally:
-            response.close()
-        elapsed = response.elapsed.total_seconds()
-        request_id = request_id_from(response.headers)
-        if not content:
-            data: Any = None
-        else:
-            try:
-                data = json.loads(content)
-            except ValueError as exc:
-                raise ResponseDecodeError(
-                    f"expected JSON from {method} {path}, got "
-                    f"{response.headers.get('content-type', 'no content type')}: "
-                    f"{content[:200].decode('utf-8', 'replace')!r}",
+            limit = self.max_response_bytes
+            request_id = request_id_from(response.headers)
+            size = declared_length(response.headers)
+            if size is not None and size > limit:
+                content = None
+            else:
+                content = read_capped(self._body_chunks(response, attempt, size=size), limit)
+            if content is None:
+                raise too_large(
+                    f"the answer to {method} {path}",
+                    limit,
+                    "max_response_bytes",
                     provider=self.provider,
                     model=model,
                     status_code=response.status_code,
                     request_id=request_id,
-                    secrets=self.secrets,
-                ) from exc
-        return HttpResult(response.status_code, response.headers, data, elapsed, request_id)
+                )
+        finally:
+            _WATCHDOG.disarm(attempt.guard)
+            response.close()
+        elapsed = response.elapsed.total_seconds()
+        if not content:
+            return HttpResult(response.status_code, response.headers, None, elapsed, request_id)
+        try:
+            data = json.loads(content)
+        except ValueError as exc:
+            error = ResponseDecodeError(
+                f"expected JSON from {method} {path}, got "
+                f"{response.headers.get('content-type', 'no content type')}: "
+                f"{content[:200].decode('utf-8', 'replace')!r}",
+                provider=self.provider,
+                model=model,
+                status_code=response.status_code,
+                request_id=request_id,
+                secrets=self.secrets,
+            )
+            cause = detached_cause(exc, self.secrets)
+        else:
+            return HttpResult(response.status_code, response.headers, data, elapsed, request_id)
+        raise error from cause
 
     def stream_events(
         self,
@@ -148,20 +367,82 @@ class HttpTransport:
         model: str | None = None,
         on_open: Callable[[requests.Response], None] | None = None,
     ) -> Generator[SSEEvent, None, None]:
-        """Open a streaming request and yield its Server-Sent Events, lazily: nothing is
-        sent until the first ``next()``. An error status raises the typed error before any
-        event; the read timeout between chunks is ``chunk_timeout``. Closing the generator
-        releases the connection."""
-        response = self._send(
-            method, path, json_body, params, headers, model, self.chunk_timeout, True
+        """Open a streaming request (``Accept: text/event-stream``) and yield its
+        Server-Sent Events as their bytes arrive, whatever the framing (chunked,
+        Content-Length or close-delimited). Lazy: nothing is sent until the first
+        ``next()``. An error status raises the typed error before any event; a 2xx answer
+        that is not an event stream raises :class:`StreamError` saying what came back.
+        The first event must arrive within ``timeout``, ``chunk_timeout`` and what
+        remains of ``timeout_total``; each next one within ``chunk_timeout`` of being
+        asked for (time the caller spends between events does not count). Closing the
+        generator releases the connection."""
+        wanted = {"Accept": "text/event-stream"}
+        if headers:
+            wanted.update(headers)
+        response, attempt = self._send(
+            method, path, json_body, params, wanted, model, self.chunk_timeout, stream=True
         )
-        if on_open is not None:
-            on_open(response)
+        guard = attempt.guard
         try:
-            yield from iter_sse(response.iter_content(chunk_size=None))
-        except requests.RequestException as exc:
-            raise self._map(exc, model) from exc
+            if on_open is not None:
+                on_open(response)
+            content_type = response.headers.get("content-type")
+            if not is_event_stream(content_type):
+                try:
+                    excerpt = read_truncated(self._body_chunks(response, attempt), 200)
+                except APIError:
+                    excerpt = b""
+                raise StreamError(
+                    f"expected an event stream (text/event-stream) from {method} {path}, "
+                    f"got {content_type or 'no content type'}: "
+                    f"{excerpt.decode('utf-8', 'replace')!r}",
+                    provider=self.provider,
+                    model=model,
+                    status_code=response.status_code,
+                    request_id=request_id_from(response.headers),
+                    should_retry=False,
+                    secrets=self.secrets,
+                )
+
+            def over() -> ResponseTooLargeError:
+                return too_large(
+                    f"the event stream from {method} {path}",
+                    self.max_response_bytes,
+                    "max_response_bytes",
+                    provider=self.provider,
+                    model=model,
+                    status_code=response.status_code,
+                    request_id=request_id_from(response.headers),
+                )
+
+            chunks = cap_total(
+                self._body_chunks(response, attempt, incremental=True),
+                self.max_response_bytes,
+                over,
+            )
+            events = iter_sse(chunks, max_event_bytes=self.max_event_bytes)
+            gap = self.chunk_timeout
+            first = True
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration:
+                    break
+                except ResponseTooLargeError as exc:
+                    exc.provider = exc.provider or self.provider
+                    exc.model = exc.model or model
+                    raise
+                guard.deadline = math.inf  # the caller's time between events is its own
+                if first:
+                    first = False
+                    sock = guard.sock
+                    if sock is not None:  # timeout_total no longer cuts the reads
+                        with contextlib.suppress(OSError):
+                            sock.settimeout(gap)
+                yield event
+                guard.deadline = time.monotonic() + gap
         finally:
+            _WATCHDOG.disarm(guard)
             response.close()
 
     def close(self) -> None:
@@ -179,53 +460,147 @@ class HttpTransport:
         headers: Mapping[str, str] | None,
         model: str | None,
         timeout: float | None,
-        stream: bool,
-    ) -> requests.Response:
-        query = self.params
+        stream: bool = False,
+    ) -> tuple[requests.Response, _Attempt]:
+        """Send the request, follow the redirects the policy allows, and return the 2xx
+        answer with its head read and its body not yet; raise the typed error of anything
+        else. The returned attempt's guard is armed: the caller disarms it."""
+        query: Mapping[str, str] | None = self.params
         if params:
             query = {**self.params, **params}
-        data = _dumps(json_body) if json_body is not None else None
-        to = self.timeout if timeout is None else (min(self.timeout[0], timeout), timeout)
-        deadline = call_deadline.get()
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        data = dumps_body(json_body) if json_body is not None else None
+        connect_timeout, attempt_timeout = self.timeout
+        now = time.monotonic()
+        if stream:
+            read_timeout = self.chunk_timeout if timeout is None else timeout
+            connect_timeout = min(connect_timeout, read_timeout)
+            clock = AttemptClock(now, attempt_timeout, call_deadline.get(), read_timeout)
+        else:
+            if timeout is not None:
+                attempt_timeout = timeout
+                connect_timeout = min(connect_timeout, timeout)
+            read_timeout = attempt_timeout
+            clock = AttemptClock(now, attempt_timeout, call_deadline.get())
+        if clock.remaining(now) <= 0:
+            if clock.call_deadline is not None and clock.call_deadline <= now:
                 raise APITimeoutError(
                     "the call's total deadline (timeout_total) passed before this attempt",
                     provider=self.provider,
                     model=model,
                 )
-            to = (min(to[0], remaining), min(to[1], remaining))
+            raise clock.expired(provider=self.provider, model=model)
+        attempt = _Attempt(clock, _WATCHDOG.arm(clock.first_deadline), model)
+        token = _current_guard.set(attempt.guard)
+        url = self.url(path)
         started = time.perf_counter()
+        hops = 0
         try:
-            prepared = self._prepare(method, self.url(path), query, data, headers)
-            response = self.session.send(
-                prepared,
-                timeout=to,
-                allow_redirects=True,
-                **self._environment(prepared.url or ""),
-                stream=stream,
-            )
-        except requests.RequestException as exc:
-            raise self._map(exc, model) from exc
-        if response.status_code >= 400:
+            while True:
+                prepared = self._prepare(method, url, query, data, headers)
+                error: APIError | None = None
+                try:
+                    response = self.session.send(
+                        prepared,
+                        timeout=clock.socket_timeouts(
+                            connect_timeout, read_timeout, time.monotonic()
+                        ),
+                        allow_redirects=False,
+                        **self._environment(prepared.url or ""),
+                        stream=True,
+                    )
+                except requests.RequestException as exc:
+                    error = self._map(exc, attempt)
+                if error is not None:
+                    raise error
+                status = response.status_code
+                if 300 <= status < 400:
+                    location = response.headers.get("location")
+                    response.close()
+                    method, url = self.redirects.follow(
+                        method=method,
+                        status=status,
+                        location=location,
+                        url=prepared.url or url,
+                        hops=hops,
+                        provider=self.provider,
+                        model=model,
+                        secrets=self.secrets,
+                    )
+                    hops += 1
+                    logger.debug(
+                        "{provider}: following same-origin redirect {status} "
+                        "(HTTP request {number} of this attempt)",
+                        provider=self.provider,
+                        status=status,
+                        number=hops + 1,
+                    )
+                    if method in ("GET", "HEAD"):
+                        data = None
+                    query = None
+                    continue
+                if status >= 400:
+                    self._raise_status(response, attempt, started)
+                return response, attempt
+        except BaseException:
+            _WATCHDOG.disarm(attempt.guard)
+            raise
+        finally:
+            _current_guard.reset(token)
+
+    def _raise_status(self, response: requests.Response, attempt: _Attempt, started: float) -> None:
+        """Raise the typed error of a 4xx/5xx answer, reading at most ERROR_BODY_LIMIT
+        bytes of its body (truncated, never an error for its size)."""
+        try:
+            body = read_truncated(self._body_chunks(response, attempt), ERROR_BODY_LIMIT)
+        except APIError:
+            body = b""  # the status says what failed; a broken body adds nothing
+        finally:
+            response.close()
+        error = error_from_response(
+            response.status_code,
+            body,
+            CaseInsensitiveDict(response.headers),
+            provider=self.provider,
+            model=attempt.model,
+            secrets=self.secrets,
+        )
+        error.latency = time.perf_counter() - started  # type: ignore[attr-defined]
+        raise error
+
+    def _body_chunks(
+        self,
+        response: requests.Response,
+        attempt: _Attempt,
+        *,
+        incremental: bool = False,
+        size: int | None = None,
+    ) -> Iterator[bytes]:
+        """The decompressed body, at most READ_CHUNK bytes at a time (decompression is
+        bounded per read, so a small compressed body cannot inflate in memory). With
+        ``incremental``, each read returns what has arrived instead of waiting for a full
+        chunk (streams, whatever their framing); with ``size`` (a declared length), no read
+        is made past it. Read failures and passed deadlines are
+        raised as typed errors."""
+        raw = response.raw
+        read = raw.read1 if incremental else raw.read
+        guard = attempt.guard
+        left = math.inf if size is None else size
+        while left > 0:
+            error: APIError | None = None
             try:
-                body = response.content
-            except requests.RequestException:
-                body = b""
-            finally:
-                response.close()
-            error = error_from_response(
-                response.status_code,
-                body,
-                CaseInsensitiveDict(response.headers),
-                provider=self.provider,
-                model=model,
-                secrets=self.secrets,
-            )
-            error.latency = time.perf_counter() - started  # type: ignore[attr-defined]
-            raise error
-        return response
+                chunk = read(READ_CHUNK, decode_content=True)
+            except (Urllib3Error, OSError) as exc:
+                error = self._map_read(exc, attempt)
+            if error is not None:
+                raise error
+            if guard.fired or time.monotonic() > guard.deadline:
+                raise attempt.clock.expired(
+                    provider=self.provider, model=attempt.model, phase="reading the answer"
+                )
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
 
     def _prepare(
         self,
@@ -279,7 +654,47 @@ class HttpTransport:
             self._env_settings[host] = found
         return found
 
-    def _map(self, exc: requests.RequestException, model: str | None) -> APIError:
-        return error_from_requests_exception(
-            exc, provider=self.provider, model=model, secrets=self.secrets
-        )
+    def _deadline_error(self, attempt: _Attempt, phase: str) -> APITimeoutError | None:
+        """The timeout error when the attempt's wall-clock deadline is why it failed."""
+        if attempt.guard.fired or time.monotonic() >= attempt.clock.first_deadline:
+            return attempt.clock.expired(provider=self.provider, model=attempt.model, phase=phase)
+        return None
+
+    def _map(self, exc: requests.RequestException, attempt: _Attempt) -> APIError:
+        """The typed error of a failed send, chained from a credential-free cause."""
+        error: APIError | None = None
+        if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
+            error = self._deadline_error(attempt, "waiting for the answer")
+        if error is None:
+            error = error_from_requests_exception(
+                exc, provider=self.provider, model=attempt.model, secrets=self.secrets
+            )
+        error.__cause__ = detached_cause(exc, self.secrets)
+        return error
+
+    def _map_read(self, exc: BaseException, attempt: _Attempt) -> APIError:
+        """The typed error of a failed body read (urllib3 raises its own exceptions)."""
+        error: APIError | None = self._deadline_error(attempt, "reading the answer")
+        if error is None:
+            kind = type(exc).__name__
+            message = redact(f"{exc}", self.secrets)
+            if isinstance(exc, ReadTimeoutError):
+                error = APITimeoutError(
+                    f"timed out reading the answer ({kind}): {message}",
+                    provider=self.provider,
+                    model=attempt.model,
+                )
+            elif isinstance(exc, DecodeError):
+                error = ResponseDecodeError(
+                    f"could not decode the response ({kind}): {message}",
+                    provider=self.provider,
+                    model=attempt.model,
+                )
+            else:
+                error = APIConnectionError(
+                    f"connection failed while reading the answer ({kind}): {message}",
+                    provider=self.provider,
+                    model=attempt.model,
+                )
+        error.__cause__ = detached_cause(exc, self.secrets)
+        return error

@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from chatcore._http import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+)
 from chatcore._redact import redact_url, url_credentials
 from chatcore._sse import (
     SSEEvent,
@@ -118,6 +123,24 @@ COMMON_OPTIONS: Mapping[str, Option] = {
     ),
     "pool_maxsize": Option(
         type=int, default=32, minimum=1, help="connections kept per host (size for your threads)"
+    ),
+    "max_redirects": Option(
+        type=int,
+        default=DEFAULT_MAX_REDIRECTS,
+        minimum=0,
+        help="same-origin redirects followed per attempt (cross-origin ones never are)",
+    ),
+    "max_response_bytes": Option(
+        type=int,
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        minimum=1024,
+        help="largest answer read, after decompression (a JSON answer, or a whole stream)",
+    ),
+    "max_event_bytes": Option(
+        type=int,
+        default=DEFAULT_MAX_EVENT_BYTES,
+        minimum=1024,
+        help="streams: largest single event, in bytes",
     ),
 }
 
@@ -387,7 +410,8 @@ class Provider:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> HttpTransport:
-        """A transport configured from the common options (timeouts, pool size, secrets)."""
+        """A transport configured from the common options (timeouts, pool size, redirect
+        limit, size caps, secrets)."""
         from chatcore._transport import HttpTransport
 
         return HttpTransport(
@@ -400,6 +424,11 @@ class Provider:
             connect_timeout=float(self.config.get("connect_timeout")),
             pool_maxsize=int(self.config.get("pool_maxsize")),
             chunk_timeout=float(self.config.get("chunk_timeout")),
+            max_redirects=int(self.config.get("max_redirects", DEFAULT_MAX_REDIRECTS)),
+            max_response_bytes=int(
+                self.config.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+            ),
+            max_event_bytes=int(self.config.get("max_event_bytes", DEFAULT_MAX_EVENT_BYTES)),
             user_agent_product=(self.config.spec.plugin, self.config.spec.version),
         )
 

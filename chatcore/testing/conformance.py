@@ -46,8 +46,10 @@ from chatcore.exceptions import (
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
+    RedirectError,
     RequestTooLargeError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     ServerError,
     StreamError,
     UnprocessableEntityError,
@@ -57,6 +59,7 @@ from chatcore.models import ChatChunk
 from chatcore.provider import CAPABILITIES, ModelInfo, ProviderSpec
 from chatcore.testing import strategies
 from chatcore.testing.helpers import LogCapture, MetricsRecorder, RecordingSleep, capture_logs
+from chatcore.testing.hostile import Hostile, HostileServer, loopback_available
 from chatcore.testing.server import STANDIN_NOTICE, Flavor, Reply, StandInServer
 
 if TYPE_CHECKING:
@@ -126,6 +129,12 @@ CHECKS: frozenset[str] = frozenset(
         "echoed_secret_response",
         "echoed_secret_stream",
         "credentials_in_url",
+        "hostile_cross_origin_redirect",
+        "hostile_redirect_loop",
+        "hostile_slow_drip",
+        "hostile_oversized_answer",
+        "hostile_stream_incremental",
+        "hostile_non_sse_stream",
     }
 )
 
@@ -925,6 +934,106 @@ class ProviderConformance:
                 assert token not in text, f"{name}={bad!r}: the refusal shows the credential"
                 assert "api_key" in str(info.value), f"{name}: the refusal must say to use api_key"
         assert not conformance_server.requests, "a request was sent with a refused URL"
+
+    # -- checks: hostile servers ------------------------------------------------------------
+
+    def test_hostile_cross_origin_redirect(self, conformance_make_client: MakeClient) -> None:
+        """A redirect to another origin is refused: the other origin sees no request at
+        all (so never the key), and the error names its origin only."""
+        self.check("hostile_cross_origin_redirect")
+        other_host = "127.0.0.2" if loopback_available("127.0.0.2") else "127.0.0.1"
+        with HostileServer(other_host) as other, HostileServer() as server:
+            server.default = Hostile.redirect(f"{other.url}/v1/steal?token=abc", 307)
+            client = conformance_make_client(server, max_retries=2)
+            with pytest.raises(RedirectError) as info:
+                client.chat(self.target, self.prompt)
+            assert other.requests == [], "the other origin was contacted"
+            assert len(server.requests) == 1
+            assert info.value.location == other.url  # the origin: no path, no query
+            assert "steal" not in str(info.value) and "token" not in str(info.value)
+            assert info.value.attempts == 1
+
+    def test_hostile_redirect_loop(
+        self, conformance_make_client: MakeClient, conformance_metrics: MetricsRecorder
+    ) -> None:
+        """A same-origin redirect loop stops at ``max_redirects``; the error, the attempt
+        count and the attempt metrics agree with the requests the server saw."""
+        self.check("hostile_redirect_loop")
+        logs: LogCapture
+        with HostileServer(default=Hostile.redirect("/v1/loop", 307)) as server:
+            client = conformance_make_client(server, max_retries=2, max_redirects=2)
+            with capture_logs("DEBUG") as logs, pytest.raises(RedirectError) as info:
+                client.chat(self.target, self.prompt)
+            seen = len(server.requests)
+        assert seen == 3, f"the server saw {seen} requests for 1 + max_redirects=2"
+        assert info.value.attempts == 1
+        assert "3 HTTP requests" in str(info.value)
+        assert len(conformance_metrics.attempts) == 1
+        followed = [line for line in logs.lines if "following same-origin redirect" in line]
+        assert len(followed) == seen - 1, logs.lines
+
+    def test_hostile_slow_drip(self, conformance_make_client: MakeClient) -> None:
+        """A valid answer dripped a byte every 0.5 s (head included) cannot outlast
+        ``timeout_total``: the call fails with APITimeoutError within a few seconds."""
+        self.check("hostile_slow_drip")
+        for answer in (Hostile.drip(interval=0.5), Hostile.drip(interval=0.5, head=True)):
+            with HostileServer(default=answer) as server:
+                client = conformance_make_client(server, timeout=2, chunk_timeout=2)
+                started = time.monotonic()
+                with pytest.raises(APITimeoutError) as info:
+                    client.chat(self.target, self.prompt, timeout_total=3)
+                waited = time.monotonic() - started
+            assert waited < 8, f"timeout_total=3 held the call for {waited:.1f} s"
+            assert info.value.provider == self.provider_name
+
+    def test_hostile_oversized_answer(self, conformance_make_client: MakeClient) -> None:
+        """A gzip bomb and an oversized plain body stop at ``max_response_bytes``, after
+        decompression, with ResponseTooLargeError; the server never sends it all."""
+        self.check("hostile_oversized_answer")
+        limit = 1 << 20
+        for answer in (Hostile.gzip_bomb(4 << 30), Hostile.huge(64 << 20)):
+            with HostileServer(default=answer) as server:
+                client = conformance_make_client(server, max_response_bytes=limit)
+                with pytest.raises(ResponseTooLargeError) as info:
+                    client.chat(self.target, self.prompt)
+                assert server.completed == 0, f"the client read all of {answer.kind}"
+            assert info.value.limit == limit
+            assert info.value.provider == self.provider_name
+            assert info.value.model == self.model
+
+    @pytest.mark.parametrize("framing", ["close", "length"])
+    def test_hostile_stream_incremental(
+        self, conformance_make_client: MakeClient, framing: str
+    ) -> None:
+        """An event stream without chunked encoding is delivered event by event: the
+        first chunk arrives while the server still holds back the rest."""
+        self.check("hostile_stream_incremental")
+        answer = Hostile.staged_stream(framing=framing, wait=20)  # type: ignore[arg-type]
+        with HostileServer(default=answer) as server:
+            client = conformance_make_client(server, chunk_timeout=30)
+            self.require_stream(client)
+            stream = client.stream(self.target, self.prompt)
+            texts: list[str] = []
+            for chunk in stream:
+                if not texts:
+                    assert not server.stage_timed_out, "the first event came only at the end"
+                    server.release()
+                texts.append(chunk.text)
+        assert "".join(texts) == "first second"
+
+    def test_hostile_non_sse_stream(self, conformance_make_client: MakeClient) -> None:
+        """A stream request asks for ``text/event-stream``; a 2xx answer of another type
+        is a StreamError that says what came back."""
+        self.check("hostile_non_sse_stream")
+        with HostileServer(default=Hostile.chat()) as server:
+            client = conformance_make_client(server)
+            self.require_stream(client)
+            with pytest.raises(StreamError) as info:
+                list(client.stream(self.target, self.prompt))
+            accept = server.requests[0].headers.get("accept")
+        assert accept == "text/event-stream"
+        assert "application/json" in str(info.value)
+        assert "[DONE]" not in str(info.value)
 
 
 def _open_connections(server: StandInServer) -> int:
