@@ -36,8 +36,8 @@ _PATTERNS = re.compile(
         subscription[_-]?key|sig|signature|password|secret)=)(?!\*\*\*)[^&\s'"#]+
     | (?P<json>["'](?:api[_-]?key|access[_-]?token|token|secret|password|authorization)["']
         \s*:\s*["'])(?!\*\*\*)[^"']+
-    | (?P<userinfo>[a-z][a-z0-9+.\-]*://[^/\s:@]*:)(?!\*\*\*@)[^@/\s]+(?=@)
-    | (?P<user>[a-z][a-z0-9+.\-]*://)(?!\*\*\*@)[^/\s:@?#'"]+(?=@)
+    | (?P<userinfo>(?<![a-z0-9+.\-])[a-z][a-z0-9+.\-]{0,31}://[^/\s:@]*:)(?!\*\*\*@)[^@/\s]+(?=@)
+    | (?P<user>(?<![a-z0-9+.\-])[a-z][a-z0-9+.\-]{0,31}://)(?!\*\*\*@)[^/\s:@?#'"]+(?=@)
     | (?P<sk>\bsk-)[A-Za-z0-9_\-]{8,}
     | (?P<hf>\bhf_)[A-Za-z0-9]{8,}
     """,

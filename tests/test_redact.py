@@ -413,3 +413,21 @@ def test_the_fast_chunk_scan_knows_every_chunk_field() -> None:
         "request_id",
         "headers",
     }
+
+
+@pytest.mark.parametrize("unit", ["a", "a:", "a://b:c", "ab+.-", "hf_", '"token":"'])
+def test_redaction_is_linear_on_hostile_text(unit: str) -> None:
+    """An error body of 1 MiB of one repeated unit is redacted in one pass. The URL
+    patterns were once retried from every letter of a run (quadratic: 64 KiB of letters
+    took about a minute); the subprocess bound is hundreds of times the linear cost, so
+    it fails only on a quadratic pattern, never on a slow machine."""
+    import subprocess
+    import sys
+
+    code = (
+        "from chatcore._redact import redact\n"
+        f"text = {unit!r} * ({1 << 20} // {len(unit)})\n"
+        "assert redact(text, ('a-known-secret',)).startswith(text[:8])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
