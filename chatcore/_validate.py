@@ -6,7 +6,7 @@ import math
 import operator
 import re
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import attrs
 
@@ -57,9 +57,7 @@ def show(value: Any, limit: int = 60) -> str:
 
 
 def _key_path(path: str, key: str) -> str:
-    if key.isidentifier():
-        return f"{path}.{key}" if path else key
-    return f"{path}[{show(key)}]"
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{show(key)}]"
 
 
 def json_problems(value: Any, path: str, problems: list[tuple[str, str]], depth: int = 0) -> None:
@@ -124,9 +122,9 @@ def _plain(value: Any) -> bool:
     """A scalar that is certainly fine as JSON (the fast path of :func:`json_problems`)."""
     kind = type(value)
     if kind is str:
-        return cast("str", value).isascii()
+        return str.isascii(value)
     if kind is int:
-        return cast("int", value).bit_length() <= _BIG_INT_BITS
+        return int.bit_length(value) <= _BIG_INT_BITS
     if kind is float:
         return math.isfinite(value)
     return kind is bool or value is None
@@ -230,9 +228,7 @@ def build_request(
         else:
             import difflib
 
-            close = difflib.get_close_matches(
-                key, [*COMMON_PARAMS, *OPENAI_PASSTHROUGH_PARAMS], n=1
-            )
+            close = difflib.get_close_matches(key, [*COMMON_PARAMS, *OPENAI_PASSTHROUGH_PARAMS])
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(
                 (
@@ -240,8 +236,9 @@ def build_request(
                     f"unknown parameter{hint}; provider-specific parameters go in extra={{...}}",
                 )
             )
-    problems.extend(_check_params(kwargs))
-    flagged = {where.partition(".")[0].partition("[")[0] for where, _ in problems}
+    param_problems = _check_params(kwargs)
+    problems.extend(param_problems)
+    flagged = {where for where, _ in param_problems}  # reported once, as a wrong shape
     for key, value in kwargs.items():
         if key not in _NUMBER_RANGES and key not in flagged:
             json_problems(value, key, problems)
@@ -256,8 +253,6 @@ def build_request(
     )
     if max_request_bytes and _may_exceed(msgs, max_request_bytes):
         size = _request_bytes(request)
-        if size is None:
-            raise ValidationError([("extra", "parameters must be JSON values")])
         if size > max_request_bytes:
             raise ValidationError(
                 [
@@ -297,13 +292,11 @@ def _may_exceed(msgs: tuple[Message, ...], limit: int) -> bool:
     return total * 6 >= limit  # JSON escaping grows a character to at most 6 bytes
 
 
-def _request_bytes(request: ChatRequest) -> int | None:
+def _request_bytes(request: ChatRequest) -> int:
+    """The body's size in bytes (every value was checked to be JSON: this cannot fail)."""
     import json
 
-    try:
-        return len(json.dumps(request.to_openai_dict(), ensure_ascii=False).encode("utf-8"))
-    except (TypeError, ValueError):
-        return None
+    return len(json.dumps(request.to_openai_dict(), ensure_ascii=False).encode("utf-8"))
 
 
 def _check_messages(msgs: tuple[Message, ...], max_total_chars: int) -> list[tuple[str, str]]:
@@ -333,7 +326,8 @@ def _check_messages(msgs: tuple[Message, ...], max_total_chars: int) -> list[tup
                 problems.append(
                     (path, "a tool message must follow an assistant message with tool_calls")
                 )
-            pending_calls.discard(m.tool_call_id or "")
+            if m.tool_call_id is not None:
+                pending_calls.discard(m.tool_call_id)
         else:
             if pending_calls:
                 problems.append(
@@ -349,7 +343,7 @@ def _check_messages(msgs: tuple[Message, ...], max_total_chars: int) -> list[tup
             problems.append((f"{path}.tool_calls", "only assistant messages carry tool_calls"))
         if isinstance(m.content, tuple) and m.role in ("system", "developer", "tool"):
             for j, part in enumerate(m.content):
-                if getattr(part, "type", None) != "text":
+                if part.type != "text":
                     problems.append(
                         (f"{path}.content[{j}]", f"{m.role} messages take text parts only")
                     )
@@ -368,7 +362,7 @@ def _check_messages(msgs: tuple[Message, ...], max_total_chars: int) -> list[tup
 def _message_json_problems(m: Message, path: str, problems: list[tuple[str, str]]) -> None:
     content = m.content
     if isinstance(content, str):
-        if not content.isascii() and _SURROGATE_RE.search(content):
+        if not content.isascii():
             json_problems(content, f"{path}.content", problems)
     elif content is not None:
         json_problems(content, f"{path}.content", problems)

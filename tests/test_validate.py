@@ -654,3 +654,135 @@ def test_text_without_surrogates_is_always_fine(text):
     problems: list[tuple[str, str]] = []
     json_problems({text: [text]}, "v", problems)
     assert problems == []
+
+
+# --- exact messages and the less travelled branches -------------------------------------
+
+
+def test_split_model_messages_in_full():
+    cases = {
+        "gpt-4o": "'gpt-4o' is not 'provider:model' (e.g. 'openai:gpt-4o-mini',"
+        " 'huggingface:meta-llama/Llama-3.1-8B-Instruct')",
+        "-x:m": "'-x' is not a valid provider name",
+        "openai:a b": "model id 'a b' contains whitespace",
+        "openai:a\ud800": "model id 'a\\ud800' contains a lone surrogate, not valid UTF-8",
+    }
+    for model, message in cases.items():
+        with pytest.raises(ValidationError) as info:
+            split_model(model)
+        assert info.value.problems == (("model", message),)
+    assert split_model("openai:modèle-ü") == ("openai", "modèle-ü")  # non-ASCII is fine
+
+
+def test_json_problems_messages_in_full():
+    def found(value: Any) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        json_problems(value, "v", problems)
+        return problems
+
+    for fine in (None, True, False, 0, -(10**100), 1.5, "", "é", [], {}, ()):
+        assert found(fine) == []
+    assert found("a\ud800") == [
+        ("v", "contains a lone surrogate (such as '\\ud800'), which is not valid UTF-8")
+    ]
+    assert found({"k\udfff": 1}) == [
+        ("v['k\\udfff']", "the key contains a lone surrogate, not valid UTF-8")
+    ]
+    assert found(10**5000) == [("v", "integer too large to send as JSON")]
+    assert found(2**4097) == []  # long, but still writable
+    assert found([math.nan]) == [("v[0]", "nan is not a JSON number (NaN and infinities are not)")]
+    assert found({1: "a", 2: "b", "c": math.inf}) == [
+        ("v", "object keys must be strings, got 1"),
+        ("v", "object keys must be strings, got 2"),
+        ("v.c", "inf is not a JSON number (NaN and infinities are not)"),
+    ]
+    assert found(b"x") == [
+        ("v", "expected a JSON value (string, number, boolean, None, list or dict), got bytes")
+    ]
+    assert found(types.MappingProxyType({})) == [
+        ("v", "expected a dict, got mappingproxy (pass dict(...))")
+    ]
+    part = chatcore.models.TextPart("a\ud800")
+    assert found([part]) == [
+        ("v[0].text", "contains a lone surrogate (such as '\\ud800'), which is not valid UTF-8")
+    ]
+
+
+def test_the_default_limits():
+    assert build_request("p", "m", "x" * 100_000, {})
+    with pytest.raises(ValidationError, match="total content is 100001 characters"):
+        build_request("p", "m", "x" * 100_001, {})
+    many = [{"role": "user", "content": "x"}] * 2048
+    assert len(build_request("p", "m", many, {}).messages) == 2048
+    with pytest.raises(ValidationError, match="2049 messages, over the limit of 2048"):
+        build_request("p", "m", [*many, {"role": "user", "content": "x"}], {})
+
+
+def test_stream_flag_is_kept():
+    assert build_request("p", "m", "hi", {}, stream=True).stream is True
+    assert build_request("p", "m", "hi", {}).stream is False
+
+
+def _body_size(messages: Any) -> int:
+    return len(json.dumps(_ok(messages).to_openai_dict(), ensure_ascii=False).encode())
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        # two short messages: only their sum can reach the limit
+        [{"role": "system", "content": "a" * 10}, {"role": "user", "content": "b" * 10}],
+        # an image part: its URL is counted
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "https://x.invalid/" + "a" * 30}}
+                ],
+            }
+        ],
+        # text that JSON escaping grows six-fold: the body is over 6 x the characters
+        "\x01" * 40,
+    ],
+    ids=["sum of messages", "image url", "escaped text"],
+)
+def test_max_request_bytes_is_never_skipped_when_the_body_is_over(messages):
+    size = _body_size(messages)
+    limit = size - 1
+    if isinstance(messages, str):
+        limit = 6 * len(messages)  # exactly at the lower bound: must still be measured
+        assert size > limit
+    with pytest.raises(ValidationError, match="max_request_bytes"):
+        build_request("p", "m", messages, {}, max_request_bytes=limit)
+
+
+def test_pending_tool_calls_are_listed_and_tool_messages_take_text_only():
+    calls = [dict(_CALL, id="c2"), dict(_CALL, id="c1")]
+    messages = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "user", "content": "again"},
+    ]
+    assert _problems(messages) == [
+        ("messages[2]", "tool calls 'c1', 'c2' have no tool result message")
+    ]
+    image = {"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}}
+    tool_answer = _conversation(_CALL)
+    tool_answer[2] = {"role": "tool", "tool_call_id": "c1", "content": [image]}
+    assert _problems(tool_answer) == [
+        ("messages[2].content[0]", "tool messages take text parts only")
+    ]
+    unnamed = _conversation(_CALL)
+    unnamed[2] = {"role": "tool", "content": "r"}
+    assert _problems(unnamed) == [
+        ("messages[2].tool_call_id", "a tool message needs tool_call_id"),
+    ]
+
+
+def test_a_bad_shape_is_reported_once():
+    assert _problems(logit_bias={1: 5}) == [
+        ("logit_bias", "expected a mapping of token id (a string) to an integer -100..100")
+    ]
+    assert _problems(stop={"a"}) == [
+        ("stop", "expected a string or a list of 1 to 4 non-empty strings")
+    ]
