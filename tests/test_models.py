@@ -77,7 +77,7 @@ def test_every_problem_is_listed_with_its_path():
 
 
 @given(garbage_messages())
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_garbage_messages_raise_only_validation_error(garbage):
     try:
         result = normalize_messages(garbage)

@@ -202,7 +202,9 @@ param_names = st.sampled_from(
 @example(messages="hi", params={"extra": {"x": math.nan}})
 @example(messages={0: None}, params={})
 @example(messages="hi", params={"user": "\ud800"})
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_garbage_input_raises_only_validation_error_and_sends_nothing(
     make_client, server, messages, params
 ):

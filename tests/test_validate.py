@@ -9,6 +9,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -650,6 +651,7 @@ def test_json_problems_paths_and_plain_values():
 
 
 @given(st.text(max_size=20))
+@settings(deadline=None)
 def test_text_without_surrogates_is_always_fine(text):
     problems: list[tuple[str, str]] = []
     json_problems({text: [text]}, "v", problems)
@@ -785,4 +787,23 @@ def test_a_bad_shape_is_reported_once():
     ]
     assert _problems(stop={"a"}) == [
         ("stop", "expected a string or a list of 1 to 4 non-empty strings")
+    ]
+
+
+def test_depth_counts_dict_levels_and_foreign_attrs_values_are_refused():
+    deep: Any = "leaf"
+    for _ in range(64):
+        deep = {"k": deep}
+    problems: list[tuple[str, str]] = []
+    json_problems(deep, "v", problems)
+    assert problems == []
+
+    @attrs.frozen
+    class Point:
+        x: int
+
+    problems = []
+    json_problems({"p": Point(1)}, "v", problems)
+    assert problems == [
+        ("v.p", "expected a JSON value (string, number, boolean, None, list or dict), got Point")
     ]
