@@ -24,7 +24,7 @@ from chatcore._redact import KnownSecrets, mask_secrets, scrub_exception, usable
 from chatcore._retry import RetryPolicy
 from chatcore._settings import Settings, load_settings
 from chatcore._stream import ChatStream, chunks_from_response
-from chatcore._validate import build_request, split_model
+from chatcore._validate import build_request, is_number, show, split_model
 from chatcore.exceptions import APIError, ConfigurationError, ValidationError
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse
 from chatcore.provider import ModelInfo, Provider, ProviderSpec, resolve_config
@@ -174,7 +174,7 @@ class Client:
         if choice is None:
             return self.cache
         if not isinstance(choice, bool):
-            raise ValidationError([("cache", f"expected True or False, got {choice!r}")])
+            raise ValidationError([("cache", f"expected True or False, got {show(choice)}")])
         if not choice:
             return None
         if self.cache is None:
@@ -291,10 +291,8 @@ class Client:
             policy = policy.with_overrides(**overrides)
         cache = self._call_cache(params.pop("cache", None))
         ttl = params.pop("cache_ttl", None)
-        if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
-        ):
-            raise ValidationError([("cache_ttl", f"expected seconds > 0, got {ttl!r}")])
+        if ttl is not None and (not is_number(ttl) or not ttl > 0):
+            raise ValidationError([("cache_ttl", f"expected seconds > 0, got {show(ttl)}")])
         return policy, cache, ttl
 
     def _cache_lookup(
@@ -769,13 +767,9 @@ def _check_retry_overrides(
     if max_retries is not None and (
         not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0
     ):
-        problems.append(("max_retries", f"expected an integer >= 0, got {max_retries!r}"))
-    if timeout_total is not None and (
-        not isinstance(timeout_total, (int, float))
-        or isinstance(timeout_total, bool)
-        or not timeout_total > 0
-    ):
-        problems.append(("timeout_total", f"expected seconds > 0, got {timeout_total!r}"))
+        problems.append(("max_retries", f"expected an integer >= 0, got {show(max_retries)}"))
+    if timeout_total is not None and (not is_number(timeout_total) or not timeout_total > 0):
+        problems.append(("timeout_total", f"expected seconds > 0, got {show(timeout_total)}"))
     if problems:
         if error is ValidationError:
             raise ValidationError(problems)

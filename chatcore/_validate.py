@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Mapping
 from typing import Any
+
+import attrs
 
 from chatcore.exceptions import ValidationError
 from chatcore.models import (
@@ -27,6 +30,104 @@ _NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "frequency_penalty": (-2.0, 2.0),
 }
 _INT_MIN: dict[str, int] = {"n": 1, "max_tokens": 1, "max_completion_tokens": 1}
+_N_MAX = 128
+_TOP_LOGPROBS_MAX = 20
+_LOGIT_BIAS_MAX = 100
+_STOP_MAX = 4
+_RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+_TOOL_CHOICES = ("none", "auto", "required")
+#: Nesting deeper than this is refused (it also stops a value that contains itself).
+MAX_JSON_DEPTH = 64
+#: Integers longer than this many bits are checked against Python's int-to-text limit.
+_BIG_INT_BITS = 4096
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_MESSAGE_FIELDS = tuple(f.name for f in attrs.fields(Message) if f.name not in ("role", "content"))
+_message_extras = operator.attrgetter(*_MESSAGE_FIELDS)
+_NO_EXTRAS = (None,) * len(_MESSAGE_FIELDS)
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for an error message: shortened, and never raising (a huge int or a
+    broken ``__repr__`` gives its type instead)."""
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr fails is still described by its type
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{show(key)}]"
+
+
+def json_problems(value: Any, path: str, problems: list[tuple[str, str]], depth: int = 0) -> None:
+    """Append a ``(path, message)`` for every part of ``value`` that would not be sent as
+    valid JSON in UTF-8: NaN and infinities, lone surrogates, non-string keys, integers
+    too long to write, and anything that is not a JSON value (sets, bytes, objects).
+    chatcore's own attrs values (messages, parts, tools) are walked field by field."""
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE_RE.search(value):
+            problems.append(
+                (path, "contains a lone surrogate (such as '\\ud800'), which is not valid UTF-8")
+            )
+    elif value is None or isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if value.bit_length() > _BIG_INT_BITS:
+            try:
+                str(value)
+            except ValueError:
+                problems.append((path, "integer too large to send as JSON"))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            problems.append((path, f"{value!r} is not a JSON number (NaN and infinities are not)"))
+    elif depth >= MAX_JSON_DEPTH:
+        problems.append((path, f"nested deeper than {MAX_JSON_DEPTH} levels (or contains itself)"))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    problems.append((path, f"object keys must be strings, got {show(key)}"))
+                    continue
+            elif _plain(item) and key.isascii():
+                continue  # the common case, decided without building a path
+            where = _key_path(path, key)
+            if not key.isascii() and _SURROGATE_RE.search(key):
+                problems.append((where, "the key contains a lone surrogate, not valid UTF-8"))
+            json_problems(item, where, problems, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            if not _plain(item):
+                json_problems(item, f"{path}[{i}]", problems, depth + 1)
+    elif attrs.has(type(value)) and type(value).__module__ == __name__.replace(
+        "_validate", "models"
+    ):
+        for field in attrs.fields(type(value)):
+            item = getattr(value, field.name)
+            if item is not None and not _plain(item):
+                json_problems(item, _key_path(path, field.name), problems, depth + 1)
+    elif isinstance(value, Mapping):
+        problems.append((path, f"expected a dict, got {type(value).__name__} (pass dict(...))"))
+    else:
+        problems.append(
+            (
+                path,
+                "expected a JSON value (string, number, boolean, None, list or dict),"
+                f" got {type(value).__name__}",
+            )
+        )
+
+
+def _plain(value: Any) -> bool:
+    """A scalar that is certainly fine as JSON (the fast path of :func:`json_problems`)."""
+    kind = type(value)
+    if kind is str:
+        return str.isascii(value)
+    if kind is int:
+        return int.bit_length(value) <= _BIG_INT_BITS
+    if kind is float:
+        return math.isfinite(value)
+    return kind is bool or value is None
 
 
 def split_model(model: Any) -> tuple[str, str]:
@@ -41,20 +142,34 @@ def split_model(model: Any) -> tuple[str, str]:
             [
                 (
                     "model",
-                    f"{model!r} is not 'provider:model' (e.g. 'openai:gpt-4o-mini',"
+                    f"{show(model)} is not 'provider:model' (e.g. 'openai:gpt-4o-mini',"
                     " 'huggingface:meta-llama/Llama-3.1-8B-Instruct')",
                 )
             ]
         )
     if not _MODEL_RE.match(provider):
-        raise ValidationError([("model", f"{provider!r} is not a valid provider name")])
+        raise ValidationError([("model", f"{show(provider)} is not a valid provider name")])
     if any(c.isspace() for c in name) or any(ord(c) < 32 for c in name):
-        raise ValidationError([("model", f"model id {name!r} contains whitespace")])
+        raise ValidationError([("model", f"model id {show(name)} contains whitespace")])
+    if not name.isascii() and _SURROGATE_RE.search(name):
+        raise ValidationError(
+            [("model", f"model id {show(name)} contains a lone surrogate, not valid UTF-8")]
+        )
     return provider, name
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool) that converts to a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float is out of every range anyway
+        return False
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def build_request(
@@ -92,6 +207,7 @@ def build_request(
             for key in ("model", "messages", "stream"):
                 if key in raw_extra:
                     problems.append((f"extra.{key}", f"{key!r} cannot be overridden through extra"))
+            json_problems(dict(raw_extra), "extra", problems)
             extra.update(raw_extra)
         else:
             problems.append(("extra", "expected a mapping of parameter names to values"))
@@ -103,6 +219,7 @@ def build_request(
                 kwargs[key] = value
         elif key in OPENAI_PASSTHROUGH_PARAMS:
             if value is not None:
+                json_problems(value, key, problems)
                 extra[key] = value
         elif key in ("model", "messages", "stream"):
             problems.append(
@@ -111,9 +228,7 @@ def build_request(
         else:
             import difflib
 
-            close = difflib.get_close_matches(
-                key, [*COMMON_PARAMS, *OPENAI_PASSTHROUGH_PARAMS], n=1
-            )
+            close = difflib.get_close_matches(key, [*COMMON_PARAMS, *OPENAI_PASSTHROUGH_PARAMS])
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(
                 (
@@ -121,16 +236,16 @@ def build_request(
                     f"unknown parameter{hint}; provider-specific parameters go in extra={{...}}",
                 )
             )
-    problems.extend(_check_params(kwargs))
+    param_problems = _check_params(kwargs)
+    problems.extend(param_problems)
+    flagged = {where for where, _ in param_problems}  # reported once, as a wrong shape
+    for key, value in kwargs.items():
+        if key not in _NUMBER_RANGES and key not in flagged:
+            json_problems(value, key, problems)
     if "tools" in kwargs and not problems:
-        try:
-            kwargs["tools"] = tuple(
-                t if isinstance(t, Tool) else _strict().structure(t, Tool) for t in kwargs["tools"]
-            )
-        except Exception as exc:
-            from chatcore.models import _problems
-
-            problems.extend(_problems(exc, "tools"))
+        kwargs["tools"] = tuple(
+            _tool(t, f"tools[{i}]", problems) for i, t in enumerate(kwargs["tools"])
+        )
     if problems:
         raise ValidationError(problems)
     request = ChatRequest(
@@ -138,8 +253,6 @@ def build_request(
     )
     if max_request_bytes and _may_exceed(msgs, max_request_bytes):
         size = _request_bytes(request)
-        if size is None:
-            raise ValidationError([("extra", "parameters must be JSON values")])
         if size > max_request_bytes:
             raise ValidationError(
                 [
@@ -151,6 +264,18 @@ def build_request(
                 ]
             )
     return request
+
+
+def _tool(tool: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+    if isinstance(tool, Tool):
+        return tool
+    try:
+        return _strict().structure(tool, Tool)
+    except Exception as exc:  # cattrs raises several classes, all meaning "does not fit"
+        from chatcore.models import _problems
+
+        problems.extend(_problems(exc, path))
+        return None
 
 
 def _may_exceed(msgs: tuple[Message, ...], limit: int) -> bool:
@@ -167,13 +292,11 @@ def _may_exceed(msgs: tuple[Message, ...], limit: int) -> bool:
     return total * 6 >= limit  # JSON escaping grows a character to at most 6 bytes
 
 
-def _request_bytes(request: ChatRequest) -> int | None:
+def _request_bytes(request: ChatRequest) -> int:
+    """The body's size in bytes (every value was checked to be JSON: this cannot fail)."""
     import json
 
-    try:
-        return len(json.dumps(request.to_openai_dict(), ensure_ascii=False).encode("utf-8"))
-    except (TypeError, ValueError):
-        return None
+    return len(json.dumps(request.to_openai_dict(), ensure_ascii=False).encode("utf-8"))
 
 
 def _check_messages(msgs: tuple[Message, ...], max_total_chars: int) -> list[tuple[str, str]]:
@@ -203,7 +326,8 @@ def _check_messages(msgs: tuple[Message, ...], max_total_chars: int) -> list[tup
                 problems.append(
                     (path, "a tool message must follow an assistant message with tool_calls")
                 )
-            pending_calls.discard(m.tool_call_id or "")
+            if m.tool_call_id is not None:
+                pending_calls.discard(m.tool_call_id)
         else:
             if pending_calls:
                 problems.append(
@@ -219,11 +343,12 @@ def _check_messages(msgs: tuple[Message, ...], max_total_chars: int) -> list[tup
             problems.append((f"{path}.tool_calls", "only assistant messages carry tool_calls"))
         if isinstance(m.content, tuple) and m.role in ("system", "developer", "tool"):
             for j, part in enumerate(m.content):
-                if getattr(part, "type", None) != "text":
+                if part.type != "text":
                     problems.append(
                         (f"{path}.content[{j}]", f"{m.role} messages take text parts only")
                     )
         total += len(m.text)
+        _message_json_problems(m, path, problems)
     if total > max_total_chars:
         problems.append(
             (
@@ -234,68 +359,85 @@ def _check_messages(msgs: tuple[Message, ...], max_total_chars: int) -> list[tup
     return problems
 
 
+def _message_json_problems(m: Message, path: str, problems: list[tuple[str, str]]) -> None:
+    content = m.content
+    if isinstance(content, str):
+        if not content.isascii():
+            json_problems(content, f"{path}.content", problems)
+    elif content is not None:
+        json_problems(content, f"{path}.content", problems)
+    values = _message_extras(m)
+    if values == _NO_EXTRAS:
+        return  # a plain message: role and content only
+    for name, value in zip(_MESSAGE_FIELDS, values):
+        if value is not None:
+            json_problems(value, f"{path}.{name}", problems)
+
+
 def _check_params(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for key, (lo, hi) in _NUMBER_RANGES.items():
         if key in kwargs:
             v = kwargs[key]
-            if not _is_number(v):
-                problems.append((key, f"expected a number from {lo:g} to {hi:g}, got {v!r}"))
+            if not is_number(v):
+                problems.append((key, f"expected a number from {lo:g} to {hi:g}, got {show(v)}"))
             elif not lo <= v <= hi:
-                problems.append((key, f"must be between {lo:g} and {hi:g}, got {v!r}"))
+                problems.append((key, f"must be between {lo:g} and {hi:g}, got {show(v)}"))
     for key, lo_int in _INT_MIN.items():
         if key in kwargs:
             v = kwargs[key]
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo_int:
-                problems.append((key, f"expected an integer >= {lo_int}, got {v!r}"))
-            elif key == "n" and v > 128:
-                problems.append(("n", f"must be at most 128, got {v}"))
-    if "seed" in kwargs and (
-        not isinstance(kwargs["seed"], int) or isinstance(kwargs["seed"], bool)
-    ):
-        problems.append(("seed", f"expected an integer, got {kwargs['seed']!r}"))
+            if not _is_int(v) or v < lo_int:
+                problems.append((key, f"expected an integer >= {lo_int}, got {show(v)}"))
+            elif key == "n" and v > _N_MAX:
+                problems.append(("n", f"must be at most {_N_MAX}, got {show(v)}"))
+    if "seed" in kwargs and not _is_int(kwargs["seed"]):
+        problems.append(("seed", f"expected an integer, got {show(kwargs['seed'])}"))
     if "stop" in kwargs:
         stop = kwargs["stop"]
         if isinstance(stop, str):
             pass
         elif (
             isinstance(stop, (list, tuple))
-            and 1 <= len(stop) <= 4
+            and 1 <= len(stop) <= _STOP_MAX
             and all(isinstance(s, str) and s for s in stop)
         ):
             kwargs["stop"] = tuple(stop)
         else:
-            problems.append(("stop", "expected a string or a list of 1 to 4 non-empty strings"))
+            problems.append(
+                ("stop", f"expected a string or a list of 1 to {_STOP_MAX} non-empty strings")
+            )
     for key in ("logprobs", "parallel_tool_calls"):
         if key in kwargs and not isinstance(kwargs[key], bool):
-            problems.append((key, f"expected true or false, got {kwargs[key]!r}"))
+            problems.append((key, f"expected true or false, got {show(kwargs[key])}"))
     if "top_logprobs" in kwargs:
         v = kwargs["top_logprobs"]
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 20:
-            problems.append(("top_logprobs", f"expected an integer from 0 to 20, got {v!r}"))
+        if not _is_int(v) or not 0 <= v <= _TOP_LOGPROBS_MAX:
+            problems.append(
+                (
+                    "top_logprobs",
+                    f"expected an integer from 0 to {_TOP_LOGPROBS_MAX}, got {show(v)}",
+                )
+            )
         elif kwargs.get("logprobs") is not True:
             problems.append(("top_logprobs", "requires logprobs=True"))
     if "user" in kwargs and not isinstance(kwargs["user"], str):
-        problems.append(("user", "expected a string"))
+        problems.append(("user", f"expected a string, got {type(kwargs['user']).__name__}"))
     if "logit_bias" in kwargs:
         lb = kwargs["logit_bias"]
         if not isinstance(lb, Mapping) or not all(
-            isinstance(k, str)
-            and isinstance(v, int)
-            and not isinstance(v, bool)
-            and -100 <= v <= 100
+            isinstance(k, str) and _is_int(v) and -_LOGIT_BIAS_MAX <= v <= _LOGIT_BIAS_MAX
             for k, v in lb.items()
         ):
             problems.append(
-                ("logit_bias", "expected a mapping of token id to an integer -100..100")
+                (
+                    "logit_bias",
+                    "expected a mapping of token id (a string) to an integer"
+                    f" -{_LOGIT_BIAS_MAX}..{_LOGIT_BIAS_MAX}",
+                )
             )
     if "response_format" in kwargs:
         rf = kwargs["response_format"]
-        if not isinstance(rf, Mapping) or rf.get("type") not in (
-            "text",
-            "json_object",
-            "json_schema",
-        ):
+        if not isinstance(rf, Mapping) or rf.get("type") not in _RESPONSE_FORMATS:
             problems.append(
                 (
                     "response_format",
@@ -310,8 +452,6 @@ def _check_params(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("tool_choice", "tool_choice and parallel_tool_calls need tools"))
     if "tool_choice" in kwargs:
         tc = kwargs["tool_choice"]
-        if not (isinstance(tc, str) and tc in ("none", "auto", "required")) and not isinstance(
-            tc, Mapping
-        ):
+        if not (isinstance(tc, str) and tc in _TOOL_CHOICES) and not isinstance(tc, Mapping):
             problems.append(("tool_choice", "expected 'none', 'auto', 'required' or an object"))
     return problems

@@ -881,7 +881,38 @@ def message_from_dict(data: Mapping[str, Any], *, path: str = "message") -> Mess
     try:
         return _strict().structure(data, Message)
     except Exception as exc:
-        raise ValidationError(_problems(exc, path)) from exc
+        from chatcore._validate import json_problems
+
+        # What is not JSON at all (sets, bytes, non-string keys) is reported as such;
+        # cattrs cannot describe it (its messages assume string keys).
+        problems: list[tuple[str, str]] = []
+        json_problems(data, path, problems)
+        if not problems:
+            problems = _problems(exc, path)
+        raise ValidationError(problems) from exc
+
+
+def _checked_message(message: Message, path: str) -> None:
+    """Check a :class:`Message` built in code as strictly as a dict (its fields are not
+    type-checked by attrs); raise :class:`ValidationError` naming the field."""
+    if (
+        type(message.role) is str
+        and type(message.content) is str
+        and message.name is None
+        and message.tool_calls is None
+        and message.tool_call_id is None
+        and message.refusal is None
+        and message.annotations is None
+        and message.audio is None
+    ):
+        return  # the common shape, already right
+    try:
+        data = _lenient().unstructure(message, Message)
+    except Exception as exc:  # any field attrs let through that cattrs cannot unstructure
+        raise ValidationError(
+            [(path, f"not a valid Message ({type(exc).__name__}); build it from a dict")]
+        ) from exc
+    message_from_dict(data, path=path)
 
 
 def normalize_messages(
@@ -910,6 +941,10 @@ def normalize_messages(
     problems: list[tuple[str, str]] = []
     for i, item in enumerate(messages):
         if isinstance(item, Message):
+            try:
+                _checked_message(item, f"messages[{i}]")
+            except ValidationError as exc:
+                problems.extend(exc.problems)
             out.append(item)
             continue
         try:

@@ -5,7 +5,6 @@ import json
 import attrs
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from chatcore.exceptions import ResponseDecodeError, ValidationError
 from chatcore.models import (
@@ -17,7 +16,7 @@ from chatcore.models import (
     message_from_dict,
     normalize_messages,
 )
-from chatcore.testing.strategies import chat_completions, messages
+from chatcore.testing.strategies import chat_completions, garbage_messages, messages
 
 
 @given(chat_completions())
@@ -77,19 +76,27 @@ def test_every_problem_is_listed_with_its_path():
     assert "bogus" in str(info.value)
 
 
-@given(
-    st.recursive(
-        st.none() | st.integers() | st.text() | st.floats(),
-        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
-        max_leaves=8,
-    )
-)
-@settings(max_examples=200)
+@given(garbage_messages())
+@settings(max_examples=300, deadline=None)
 def test_garbage_messages_raise_only_validation_error(garbage):
     try:
-        normalize_messages(garbage)
-    except ValidationError:
-        pass
+        result = normalize_messages(garbage)
+    except ValidationError as exc:
+        refused: ValidationError | None = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.problems
+        assert all(where.startswith("messages") for where, _ in refused.problems)
+        str(refused).encode("utf-8")
+        return
+    assert all(isinstance(m, Message) for m in result)
+    if isinstance(garbage, str):
+        assert result == (Message(role="user", content=garbage),)
+    elif isinstance(garbage, (dict, Message)):
+        assert len(result) == 1
+    else:
+        assert len(result) == len(garbage)
 
 
 def test_unknown_payload_keys_are_ignored_and_required_ones_checked():

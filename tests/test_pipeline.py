@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import string
 import urllib.request
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import chatcore
@@ -198,18 +199,34 @@ param_names = st.sampled_from(
 
 
 @given(messages=json_like, params=st.dictionaries(param_names, json_like, max_size=4))
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(messages="hi", params={"extra": {"x": math.nan}})
+@example(messages={0: None}, params={})
+@example(messages="hi", params={"user": "\ud800"})
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_garbage_input_raises_only_validation_error_and_sends_nothing(
     make_client, server, messages, params
 ):
     client = make_client()
     before = len(server.requests)
+    error: Exception | None = None
     try:
         client.chat("wire:m", messages, **params)
-    except ValidationError:
+    except (ValidationError, chatcore.APIStatusError) as exc:
+        error = exc
+    if isinstance(error, ValidationError):
+        assert error.problems
         assert len(server.requests) == before
-    except chatcore.APIError:
-        pass  # valid input the stand-in server rejected: it was allowed to be sent
+        return
+    if error is not None:  # valid input the stand-in server (which checks like the API) refused
+        assert getattr(error, "status_code", None) == 400, error
+    assert len(server.requests) == before + 1
+    json.loads(server.requests[-1].body, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> None:
+    raise AssertionError(f"{name} was sent in a request body")
 
 
 # --- redaction everywhere -----------------------------------------------------------------

@@ -12,10 +12,16 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from chatcore.models import COMMON_PARAMS
+
 __all__ = [
+    "PARAM_NAMES",
     "chat_completions",
     "content_parts",
     "estimated_times",
+    "garbage",
+    "garbage_messages",
+    "garbage_params",
     "messages",
     "rate_limit_headers",
     "tool_calls",
@@ -210,3 +216,130 @@ def estimated_times() -> st.SearchStrategy[Any]:
         | st.integers(-(10**400), 10**400)
         | st.sampled_from([None, True, "20", [1.0], {"s": 1}])
     )
+
+
+# --------------------------------------------------------------------------------------
+# Garbage: what a careless caller may pass where chatcore expects a request
+
+
+class _Opaque:
+    """An object no serializer knows."""
+
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+_any_char = st.characters(codec=None, exclude_categories=())  # lone surrogates included
+_garbage_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from([63, 5000]).map(lambda e: 10**e) | st.just(-(2**63) - 1),
+    st.floats(),  # NaN and infinities included
+    st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e308]),
+    st.text(_any_char, max_size=12),
+    st.sampled_from(["\ud800", "a\udfffb", "Hello", "", "user", "auto", "text"]),
+    st.binary(max_size=8),
+    st.builds(_Opaque),
+)
+
+
+_hashable = st.none() | st.booleans() | st.integers() | st.text(_any_char, max_size=6)
+
+
+@st.composite
+def _garbage(draw: st.DrawFn, depth: int) -> Any:
+    if depth <= 0 or draw(st.integers(0, 2)) == 0:
+        return draw(_garbage_scalar)
+    inner = _garbage(depth - 1)
+    kind = draw(st.integers(0, 5))
+    if kind == 0:
+        return draw(st.lists(inner, max_size=3))
+    if kind == 1:
+        return tuple(draw(st.lists(inner, max_size=3)))
+    if kind == 2:
+        return draw(st.frozensets(_hashable, max_size=3))
+    if kind == 3:
+        return draw(st.sets(_hashable, max_size=3))
+    if kind == 4:
+        return draw(st.dictionaries(st.text(_any_char, max_size=8), inner, max_size=3))
+    return draw(st.dictionaries(_hashable, inner, max_size=3))
+
+
+def garbage(depth: int = 3) -> st.SearchStrategy[Any]:
+    """Arbitrary nested Python values: JSON-like ones, and sets, bytes, tuples, odd dict
+    keys, opaque objects, NaN and infinities, lone surrogates and huge integers."""
+    return _garbage(depth)
+
+
+_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id", "refusal", "audio")
+
+
+@st.composite
+def _spoilt_message(draw: st.DrawFn) -> Any:
+    """A valid message with one field (or one key) replaced by garbage."""
+    msg = dict(draw(messages()))
+    key = draw(st.sampled_from(_MESSAGE_KEYS) | st.text(_any_char, max_size=4))
+    msg[key] = draw(garbage())
+    return msg
+
+
+def garbage_messages() -> st.SearchStrategy[Any]:
+    """What may be passed as ``messages``: garbage, valid messages with garbage in one
+    place, and lists mixing both."""
+    item = messages() | _spoilt_message() | garbage()
+    return garbage() | item | st.lists(item, min_size=1, max_size=3)
+
+
+#: Every parameter name ``Client.chat`` and ``Client.stream`` take besides model and
+#: messages (the common ones, some passed through, the per-call pipeline options), plus
+#: a few that are not parameters at all.
+PARAM_NAMES: tuple[str, ...] = (
+    *COMMON_PARAMS,
+    "metadata",
+    "stream_options",
+    "audio",
+    "extra",
+    "max_retries",
+    "timeout_total",
+    "cache",
+    "cache_ttl",
+    "model",
+    "stream",
+    "bogus",
+)
+
+_plausible: dict[str, st.SearchStrategy[Any]] = {
+    "tools": st.lists(
+        st.fixed_dictionaries(
+            {
+                "type": st.just("function"),
+                "function": st.fixed_dictionaries(
+                    {"name": _ident}, optional={"parameters": garbage(), "description": garbage()}
+                ),
+            }
+        ),
+        min_size=1,
+        max_size=2,
+    ),
+    "tool_choice": st.sampled_from(["auto", "none", "required"])
+    | st.dictionaries(_ident, garbage(), max_size=2),
+    "response_format": st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "json_object", "json_schema"])},
+        optional={"json_schema": garbage()},
+    ),
+    "logit_bias": st.dictionaries(st.text(_any_char, max_size=4), garbage(), max_size=3),
+    "extra": st.dictionaries(st.text(_any_char, max_size=6), garbage(), max_size=3),
+    "metadata": st.dictionaries(st.text(_any_char, max_size=6), garbage(), max_size=3),
+}
+
+
+@st.composite
+def garbage_params(draw: st.DrawFn, names: tuple[str, ...] = PARAM_NAMES) -> dict[str, Any]:
+    """Keyword arguments for ``Client.chat`` / ``build_request``: each drawn parameter
+    gets garbage, or a plausible shape with garbage inside."""
+    params: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(names), max_size=4, unique=True)):
+        shaped = _plausible.get(name)
+        params[name] = draw(garbage() | shaped if shaped is not None else garbage())
+    return params
