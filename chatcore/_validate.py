@@ -251,7 +251,7 @@ def build_request(
     request = ChatRequest(
         provider=provider, model=model, messages=msgs, stream=stream, extra=extra, **kwargs
     )
-    if max_request_bytes and _may_exceed(msgs, max_request_bytes):
+    if max_request_bytes and _may_exceed(request, max_request_bytes):
         size = _request_bytes(request)
         if size > max_request_bytes:
             raise ValidationError(
@@ -278,18 +278,56 @@ def _tool(tool: Any, path: str, problems: list[tuple[str, str]]) -> Any:
         return None
 
 
-def _may_exceed(msgs: tuple[Message, ...], limit: int) -> bool:
-    """A cheap lower-bound check: only measure the exact JSON size when the text alone
-    could reach the limit after JSON escaping (images as data URLs are counted by their URL)."""
-    total = 0
-    for m in msgs:
-        if isinstance(m.content, str):
-            total += len(m.content)
-        elif m.content:
-            for part in m.content:
-                url = getattr(getattr(part, "image_url", None), "url", "")
-                total += len(getattr(part, "text", "")) + len(url)
-    return total * 6 >= limit  # JSON escaping grows a character to at most 6 bytes
+def _may_exceed(request: ChatRequest, limit: int) -> bool:
+    """A cheap upper bound of the body's size: only measure the exact JSON when the bound
+    reaches the limit. Every string may grow to 6 bytes a character once escaped; numbers,
+    punctuation and field names are over-counted; messages, parameters, tools and
+    ``extra`` all count."""
+    total = 256 + 6 * len(request.model)
+    for m in request.messages:
+        content = m.content
+        if (
+            isinstance(content, str)
+            and m.tool_calls is None
+            and m.name is None
+            and m.tool_call_id is None
+            and m.refusal is None
+            and m.annotations is None
+        ):
+            total += 64 + 6 * len(content)  # the common message: role and text
+        else:
+            total += _size_bound(m)
+    for name in COMMON_PARAMS:
+        value = getattr(request, name)
+        if value is not None:
+            total += len(name) + 4 + _size_bound(value)
+    if request.extra:
+        total += _size_bound(request.extra)
+    return total >= limit
+
+
+def _size_bound(value: Any, depth: int = 0) -> int:
+    """An upper bound of ``value``'s JSON size (values were checked to be JSON-able)."""
+    if isinstance(value, str):
+        return 2 + 6 * len(value)
+    if value is None or isinstance(value, (bool, float)):
+        return 32
+    if isinstance(value, int):
+        return 32 if -(10**30) < value < 10**30 else 2 + len(str(value))
+    if depth > 80:  # deeper than validation allows: measure exactly
+        return 1 << 62
+    if isinstance(value, Mapping):
+        return 2 + sum(
+            4 + _size_bound(k, depth + 1) + _size_bound(v, depth + 1) for k, v in value.items()
+        )
+    if isinstance(value, (list, tuple)):
+        return 2 + sum(1 + _size_bound(v, depth + 1) for v in value)
+    if attrs.has(type(value)):
+        return 2 + sum(
+            4 + 6 * len(f.name) + _size_bound(getattr(value, f.name), depth + 1)
+            for f in attrs.fields(type(value))
+        )
+    return 1 << 62  # unknown: measure exactly
 
 
 def _request_bytes(request: ChatRequest) -> int:

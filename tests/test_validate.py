@@ -522,8 +522,63 @@ def test_max_request_bytes_at_its_bound():
         ),
     )
     assert build_request("p", "m", "y" * 1000, {}, max_request_bytes=0)  # 0: no limit
-    # a short text is never measured: it cannot reach the limit after JSON escaping
-    assert build_request("p", "m", "y" * 10, {}, max_request_bytes=61)
+    # a tiny limit is enforced too: the body's JSON structure counts, not only its text
+    tiny = len(json.dumps(_ok("y" * 10).to_openai_dict(), ensure_ascii=False).encode())
+    with pytest.raises(ValidationError, match="max_request_bytes"):
+        build_request("p", "m", "y" * 10, {}, max_request_bytes=tiny - 1)
+    assert build_request("p", "m", "y" * 10, {}, max_request_bytes=tiny)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"extra": {"x": "y" * 5000}},
+        {"metadata": {"k": "y" * 5000}},
+        {"tools": [{"type": "function", "function": {"name": "f", "description": "y" * 5000}}]},
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "s", "description": "y" * 5000, "schema": {}},
+            }
+        },
+        {"stop": ["y" * 2500, "z" * 2500]},
+    ],
+    ids=["extra", "metadata", "tools", "response_format", "stop"],
+)
+def test_max_request_bytes_counts_every_part_of_the_body(params):
+    """The limit bounds the whole body: parameters, tools and ``extra`` count, not only
+    the messages' text (a 5 MB ``extra`` once passed a 4 MiB limit)."""
+    request = build_request("p", "m", "hi", dict(params))
+    size = len(json.dumps(request.to_openai_dict(), ensure_ascii=False).encode())
+    assert size > 5000
+    with pytest.raises(ValidationError) as info:
+        build_request("p", "m", "hi", dict(params), max_request_bytes=size - 1)
+    assert info.value.problems == (
+        (
+            "request",
+            f"the request body is {size} bytes, over the limit of {size - 1} (max_request_bytes)",
+        ),
+    )
+    assert build_request("p", "m", "hi", dict(params), max_request_bytes=size)
+
+
+def test_max_request_bytes_counts_tool_calls_in_messages():
+    arguments = json.dumps({"q": "y" * 5000})
+    messages = [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
+    size = _body_size(messages)
+    with pytest.raises(ValidationError, match="max_request_bytes"):
+        build_request("p", "m", messages, {}, max_request_bytes=size - 1)
+    assert build_request("p", "m", messages, {}, max_request_bytes=size)
 
 
 def test_messages_are_required():
