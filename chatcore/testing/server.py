@@ -2420,17 +2420,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pass --allow-non-loopback to override"
         )
 
+    # SIGTERM only sets an event: raising from the handler (as KeyboardInterrupt) escaped
+    # main() when the signal came while the announcement was being printed.
+    stopping = threading.Event()
+
     def _terminate(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        stopping.set()
 
     signal.signal(signal.SIGTERM, _terminate)
     server = StandInServer(args.host, args.port, flavor=args.flavor, api_key=args.api_key)
     server.start()
-    print(f"chatcore stand-in server ({args.flavor}) listening on {server.url}", flush=True)
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
+        print(f"chatcore stand-in server ({args.flavor}) listening on {server.url}", flush=True)
+        while not stopping.wait(3600):
+            pass
+    except KeyboardInterrupt:  # Ctrl-C
         pass
     finally:
         server.stop()
