@@ -4,9 +4,11 @@ thread safety, and the exact frozen form for shared backends."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -307,10 +309,13 @@ def test_trailing_slash_of_base_url_does_not_matter() -> None:
     assert key(request(), base_url=BASE_URL + "/") == key(request(), base_url=BASE_URL)
 
 
-def test_key_is_a_sha256_hex_digest() -> None:
+def test_key_is_the_sha256_hex_digest_of_the_canonical_json() -> None:
     k = key(request())
-    assert len(k) == 64
-    assert int(k, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", k), k
+    text = canonical_request_json(request(), base_url=BASE_URL, plugin_version=VERSION)
+    assert k == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    other = canonical_request_json(request(), base_url=BASE_URL, plugin_version="9.9.9")
+    assert k != hashlib.sha256(other.encode("utf-8")).hexdigest()
 
 
 def test_key_never_holds_the_secret() -> None:
