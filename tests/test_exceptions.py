@@ -658,3 +658,78 @@ def test_requests_exception_text_is_redacted():
     )
     assert "TOPsecret99" not in mapped.message
     assert mapped.message == "connection failed (ConnectionError): to host with ***"
+
+
+# --------------------------------------------------------------------------------------
+# Redaction (chatcore._redact) at its boundaries: exact outputs
+
+
+@pytest.mark.parametrize(
+    ("secret", "masked"),
+    [("abc", False), ("abcd", True), ("abcde", True), ("", False)],
+)
+def test_known_secrets_of_four_characters_or_more_are_masked(secret, masked):
+    text = "value=abcde;"
+    expected = text.replace(secret, "***") if masked else text
+    assert redact(text, [secret]) == expected
+
+
+def test_every_occurrence_of_every_known_secret_is_masked():
+    assert redact("one TWO2 one TWO2", ["one1", "TWO2", "one "]) == "****** ******"
+    assert redact("", ["abcd"]) == ""
+    assert redact("nothing to hide", ["abcd"]) == "nothing to hide"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Bearer abc.def-123", "Authorization: Bearer ***"),
+        ("bearer tok123 and more", "bearer *** and more"),
+        ("BEARER\ttok123", "BEARER\t***"),
+        ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic ***"),
+        ("authorization=token t0k3n", "authorization=token ***"),
+        ("api-key: k3y-value", "api-key: ***"),
+        ("X-Api-Key=k3y", "X-Api-Key=***"),
+        ("openai-api-key: k3y", "openai-api-key: ***"),
+        ('{"api-key": "k3y"}', '{"api-key": "***"}'),
+        ("'authorization': 'raw'", "'authorization': '***'"),
+        ("api-key: ***", "api-key: ***"),
+        ("https://h.invalid/v1?api_key=k3y&x=1", "https://h.invalid/v1?api_key=***&x=1"),
+        ("https://h.invalid/v1?x=1&api-key=k3y#frag", "https://h.invalid/v1?x=1&api-key=***#frag"),
+        ("?apikey=k3y", "?apikey=***"),
+        ("?key=k3y other", "?key=*** other"),
+        ("&token=t0k", "&token=***"),
+        ("?access_token=t0k'", "?access_token=***'"),
+        ("?monkey=banana", "?monkey=banana"),
+        ('{"api_key": "k3y"}', '{"api_key": "***"}'),
+        ('{"apikey":"k3y"}', '{"apikey":"***"}'),
+        ("{'access-token': 'k3y'}", "{'access-token': '***'}"),
+        ('{"access_token" : "k3y"}', '{"access_token" : "***"}'),
+        ('{"token": "k3y"}', '{"token": "***"}'),
+        ('{"secret": "k3y"}', '{"secret": "***"}'),
+        ('{"PASSWORD": "k3y"}', '{"PASSWORD": "***"}'),
+        ('{"authorization": "k3y"}', '{"authorization": "***"}'),
+        ('{"password": "***"}', '{"password": "***"}'),
+        ('{"tokens": "12"}', '{"tokens": "12"}'),
+        ("redis://user:pa55@127.0.0.1:6379", "redis://user:***@127.0.0.1:6379"),
+        ("https://:pa55@h.invalid", "https://:***@h.invalid"),
+        ("https://h.invalid:8443/v1", "https://h.invalid:8443/v1"),
+        ("sk-12345678", "sk-***"),
+        ("sk-1234567", "sk-1234567"),
+        ("key sk-proj_AB-cd12345 end", "key sk-*** end"),
+        ("ask-12345678", "ask-12345678"),
+        ("SK-12345678", "SK-***"),
+        ("hf_abcd1234", "hf_***"),
+        ("hf_abcd123", "hf_abcd123"),
+        ("hf_abcd1234-rest", "hf_***-rest"),
+        ("xhf_abcd1234", "xhf_abcd1234"),
+    ],
+)
+def test_credential_patterns_exact(text, expected):
+    assert redact(text) == expected
+
+
+def test_redaction_is_idempotent_and_masks_known_secrets_first():
+    once = redact("Bearer sk-abcdefgh12 and MYSECRETVALUE", ["MYSECRETVALUE"])
+    assert once == "Bearer *** and ***"
+    assert redact(once, ["MYSECRETVALUE"]) == once
