@@ -392,9 +392,10 @@ def test_the_message_of_an_answer_without_an_error_object(body, message):
 
 
 def test_the_body_is_kept_parsed_and_a_non_json_body_as_text():
-    err = ex.error_from_response(400, b'{"error": {"message": "m", "param": "p"}}', {})
-    assert err.body == {"error": {"message": "m", "param": "p"}}
-    assert err.param == "p"
+    raw = b'{"error": {"message": "m", "param": "p", "type": "t", "code": "c"}}'
+    err = ex.error_from_response(400, raw, {})
+    assert err.body == {"error": {"message": "m", "param": "p", "type": "t", "code": "c"}}
+    assert (err.param, err.error_type, err.code) == ("p", "t", "c")
     err = ex.error_from_response(502, "<html>", {})
     assert err.body == "<html>"
     assert ex.error_from_response(502, b"", {}).body is None
@@ -423,6 +424,13 @@ def test_retry_after_comes_from_the_headers_before_estimated_time():
 def test_x_should_retry_values(value, expected):
     assert answer(500, "", {"x-should-retry": value}).should_retry is expected
     assert answer(500, "").should_retry is None
+
+
+def test_an_answer_without_a_message_takes_the_x_error_message_header():
+    err = ex.error_from_response(500, b"", {"x-error-message": "from header"})
+    assert err.message == "from header"
+    err = ex.error_from_response(500, b'{"error": "from body"}', {"x-error-message": "header"})
+    assert err.message == "from body"
 
 
 def test_the_answer_headers_and_request_id_are_kept():
@@ -484,6 +492,11 @@ def test_parse_retry_after_http_date_uses_now_or_the_clock():
             None,
             {"message": "m", "type": None, "code": "42", "param": "['a']"},
         ),
+        (
+            {"error": {"message": "m", "type": 5}},
+            None,
+            {"message": "m", "type": "5", "code": None, "param": None},
+        ),
         ({"error": "e", "error_type": "validation"}, None, {"message": "e", "type": "validation"}),
         ({"error": ["a", 2]}, None, {"message": "a; 2"}),
         ({"error": []}, None, {}),
@@ -491,6 +504,11 @@ def test_parse_retry_after_http_date_uses_now_or_the_clock():
         ({"errors": []}, None, {}),
         ({"error": "first", "errors": ["second"]}, None, {"message": "first", "type": None}),
         ({"message": "top"}, None, {"message": "top"}),
+        (
+            {"error": {"message": "inner"}, "message": "outer"},
+            None,
+            {"message": "inner", "type": None, "code": None, "param": None},
+        ),
         ({"message": 3}, None, {}),
         ({"error_description": "desc"}, None, {"message": "desc"}),
         ({"error_description": 5}, None, {}),
@@ -585,17 +603,18 @@ def test_redirect_and_too_large_are_never_retried_unless_told():
         False,
         302,
     )
+    assert (err.message, str(err)) == ("moved", "provider: moved (status 302)")
     assert ex.RedirectError("moved", should_retry=True).should_retry is True
     assert ex.RedirectError("moved").location is None
     big = ex.ResponseTooLargeError("big", limit=1024)
-    assert (big.limit, big.should_retry) == (1024, False)
+    assert (big.limit, big.should_retry, big.message) == (1024, False, "big")
     assert ex.ResponseTooLargeError("big").limit is None
     assert ex.ResponseTooLargeError("big", should_retry=True).should_retry is True
 
 
 def test_stream_error_keeps_the_partial_text():
     err = ex.StreamError("cut", partial_text="Hel", provider="p")
-    assert (err.partial_text, err.provider) == ("Hel", "p")
+    assert (err.partial_text, err.provider, err.message) == ("Hel", "p", "cut")
     assert ex.StreamError("cut").partial_text == ""
 
 
@@ -650,6 +669,8 @@ def test_a_bad_target_is_a_final_connection_error(cls):
     assert mapped.message.startswith(f"invalid request target ({cls.__name__}: ")
     assert mapped.message.endswith("; check the provider's base_url")
     assert "abcdefghijklmnop" not in mapped.message
+    known = ex.error_from_requests_exception(cls("to KNOWNsecret7"), secrets=["KNOWNsecret7"])
+    assert "KNOWNsecret7" not in known.message
 
 
 def test_requests_exception_text_is_redacted():
