@@ -531,3 +531,24 @@ def test_with_retry_applies_settings_over_a_given_policy():
     with pytest.raises(ex.APIStatusError):
         once()
     assert calls.count(2) == 1
+
+
+def test_with_retry_uses_the_given_policy_as_it_is():
+    calls = []
+
+    @with_retry(policy(max_retries=1))
+    def flaky():
+        calls.append(1)
+        raise server_error(500)
+
+    with pytest.raises(ex.APIStatusError) as info:
+        flaky()
+    assert info.value.attempts == 2
+    assert len(calls) == 2
+
+
+def test_a_zero_backoff_sleeps_zero_seconds():
+    t = FakeTime()
+    p = policy(jitter=1.0, random=lambda: 1.0, sleep=t.sleep)
+    assert p.call(failing(server_error(500), server_error(500))) == ("ok", 3)
+    assert t.slept == [0.0, 0.0]
