@@ -494,6 +494,45 @@ def test_strip_call_metadata_returns_a_clean_response_itself() -> None:
     assert strip_call_metadata(clean) is clean
 
 
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"latency": 0.25},
+        {"attempts": 3},
+        {"headers": {"x-request-id": "req_1"}},
+        {"cached": True},
+    ],
+)
+def test_any_one_piece_of_call_metadata_is_stripped(meta: dict[str, Any]) -> None:
+    stripped = strip_call_metadata(attrs.evolve(response(), **meta))
+    assert (stripped.latency, stripped.attempts, stripped.headers, stripped.cached) == (
+        0.0,
+        1,
+        None,
+        False,
+    )
+    assert stripped == response()
+
+
+def test_cache_defaults_and_the_smallest_size() -> None:
+    cache = InMemoryCache()
+    assert (cache.maxsize, cache.ttl) == (1024, 3600.0)
+    assert cache.stats().maxsize == 1024
+    one = InMemoryCache(maxsize=1)
+    one.set("a", response("A"))
+    one.set("b", response("B"))
+    assert len(one) == 1
+    assert one.get("b") is not None
+
+
+@pytest.mark.parametrize(
+    ("ttl", "shown"),
+    [(None, "None"), (3600.0, "3600"), (90.5, "90.5"), (1e-3, "0.001")],
+)
+def test_cache_repr(ttl: float | None, shown: str) -> None:
+    assert repr(InMemoryCache(maxsize=5, ttl=ttl)) == f"<InMemoryCache maxsize=5 ttl={shown}>"
+
+
 @pytest.mark.parametrize("maxsize", [0, -1, 1.5, True, "10", None])
 def test_invalid_maxsize_is_a_configuration_error(maxsize: Any) -> None:
     with pytest.raises(ConfigurationError, match=f"cache_maxsize={maxsize!r}"):
