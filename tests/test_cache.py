@@ -23,6 +23,7 @@ from chatcore._cache import (
     CacheStats,
     InMemoryCache,
     ResponseCache,
+    _json_key,
     cache_key,
     canonical_request_json,
     freeze_for_cache,
@@ -636,3 +637,34 @@ def test_thaw_uses_the_looked_up_provider_when_the_entry_names_none() -> None:
 def test_thaw_rejects_other_formats_and_broken_entries(data: Any) -> None:
     with pytest.raises(ResponseDecodeError):
         thaw_from_cache(data, "openai")
+
+
+@given(
+    st.one_of(
+        st.text(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.booleans(),
+        st.none(),
+    )
+)
+def test_a_mapping_key_is_written_as_json_dumps_writes_it(k: Any) -> None:
+    assert _json_key(k) == next(iter(json.loads(json.dumps({k: 0}))))
+
+
+@pytest.mark.parametrize(("k", "text"), [(True, "true"), (False, "false"), (None, "null")])
+def test_the_json_constants_as_mapping_keys(k: Any, text: str) -> None:
+    assert _json_key(k) == text
+    a = key(request(extra={"m": {k: 1}}))
+    assert a == key(request(extra={"m": {text: 1}}))
+    assert a != key(request(extra={"m": {str(k): 1}}))
+
+
+def test_a_mapping_key_that_is_not_json_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="a tuple mapping key is not JSON"):
+        key(request(extra={"m": {(1, 2): 1}}))
+
+
+def test_the_ttl_given_is_kept() -> None:
+    assert InMemoryCache(ttl=None).ttl is None
+    assert InMemoryCache(ttl=5).ttl == 5
