@@ -4,12 +4,14 @@ thread safety, and the exact frozen form for shared backends."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import itertools
 import json
 import math
 import re
 import threading
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -668,3 +670,65 @@ def test_a_mapping_key_that_is_not_json_is_a_type_error() -> None:
 def test_the_ttl_given_is_kept() -> None:
     assert InMemoryCache(ttl=None).ttl is None
     assert InMemoryCache(ttl=5).ttl == 5
+
+
+class _Number(enum.IntEnum):
+    TWO = 2
+
+
+class _Float(float):
+    pass
+
+
+class _Text(str):
+    pass
+
+
+class _List(list[Any]):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("odd", "plain"),
+    [
+        (types.MappingProxyType({"a": 1}), {"a": 1}),
+        (_List([1, "x"]), [1, "x"]),
+        (_Number.TWO, 2),
+        (_Float(2.0), 2),
+        (_Float(2.5), 2.5),
+        (_Text("hi"), "hi"),
+    ],
+)
+def test_subclasses_of_json_types_share_the_key_of_the_plain_value(odd: Any, plain: Any) -> None:
+    assert key(request(extra={"m": odd})) == key(request(extra={"m": plain}))
+
+
+def test_only_trailing_slashes_of_the_base_url_are_dropped() -> None:
+    assert key(request(), base_url="https://h.invalid/vX") != key(
+        request(), base_url="https://h.invalid/v"
+    )
+    text = canonical_request_json(request(), base_url="https://h.invalid/v1//", plugin_version="1")
+    assert '"base_url":"https://h.invalid/v1"' in text
+
+
+@pytest.mark.parametrize(
+    ("data", "shown"),
+    [({"v": 2, "response": {}}, "2"), ({"response": {}}, "None"), (["v", 1], "None")],
+)
+def test_an_entry_of_another_format_names_its_format(data: Any, shown: str) -> None:
+    with pytest.raises(ResponseDecodeError) as info:
+        thaw_from_cache(data, "openai")
+    assert info.value.message == f"cached entry has format {shown}, expected {CACHE_FORMAT_VERSION}"
+    assert info.value.provider == "openai"
+    with pytest.raises(ResponseDecodeError) as info:
+        thaw_from_cache(data, "")
+    assert info.value.provider is None
+
+
+def test_a_malformed_entry_names_the_provider() -> None:
+    with pytest.raises(ResponseDecodeError) as info:
+        thaw_from_cache({"v": CACHE_FORMAT_VERSION, "response": []}, "openai")
+    assert (info.value.message, info.value.provider) == ("cached entry is malformed", "openai")
+    with pytest.raises(ResponseDecodeError) as info:
+        thaw_from_cache({"v": CACHE_FORMAT_VERSION, "response": []}, "")
+    assert info.value.provider is None
