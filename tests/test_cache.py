@@ -732,3 +732,22 @@ def test_a_malformed_entry_names_the_provider() -> None:
     with pytest.raises(ResponseDecodeError) as info:
         thaw_from_cache({"v": CACHE_FORMAT_VERSION, "response": []}, "")
     assert info.value.provider is None
+
+
+def test_thaw_keeps_the_provider_and_request_id_the_entry_names() -> None:
+    frozen = freeze_for_cache(attrs.evolve(response(provider="azure"), request_id="req_5"))
+    thawed = thaw_from_cache(frozen, "openai")
+    assert (thawed.provider, thawed.request_id) == ("azure", "req_5")
+    bare = {k: v for k, v in frozen.items() if k not in ("provider", "request_id")}
+    thawed = thaw_from_cache(bare, "openai")
+    assert thawed.provider == "openai"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"request_id": 5}, {"provider": 3}, {"request_id": 5, "provider": 3}],
+)
+def test_an_entry_with_a_wrong_request_id_or_provider_is_malformed(extra: dict[str, Any]) -> None:
+    frozen = {**freeze_for_cache(response()), **extra}
+    with pytest.raises(ResponseDecodeError, match="cached entry is malformed"):
+        thaw_from_cache(frozen, "openai")
