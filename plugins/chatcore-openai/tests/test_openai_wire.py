@@ -392,3 +392,11 @@ def test_with_plugin_version_fills_in_only_a_missing_version():
     assert filled.spec.version == __version__
     assert filled.spec.plugin == _wire.DISTRIBUTION == "chatcore-openai"
     assert filled.spec.name == "acme"
+
+
+def test_a_refused_model_list_never_shows_a_secret():
+    with pytest.raises(ResponseDecodeError) as info:
+        _wire.decode_models(
+            result({"error": f"bad key {SECRET}"}), provider="openai", secrets=(SECRET,)
+        )
+    assert info.value.body == {"error": "bad key ***"}
