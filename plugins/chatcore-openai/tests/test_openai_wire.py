@@ -400,3 +400,37 @@ def test_a_refused_model_list_never_shows_a_secret():
             result({"error": f"bad key {SECRET}"}), provider="openai", secrets=(SECRET,)
         )
     assert info.value.body == {"error": "bad key ***"}
+
+
+def test_a_subclass_may_name_the_request_id(server, openai_key):
+    from chatcore_openai._provider import SPEC, OpenAIProvider
+
+    class Renamed(OpenAIProvider):
+        def request_id(self, result: HttpResult) -> str | None:
+            return f"renamed-{result.request_id}"
+
+    spec = attrs.evolve(SPEC, factory=Renamed)
+    provider = Renamed(
+        resolve_config(spec, {"api_key": openai_key, "base_url": server.base_url}, environ={})
+    )
+    try:
+        response = provider.chat(request())
+    finally:
+        provider.close()
+    assert response.request_id.startswith("renamed-req_")
+    assert server.requests[-1].method == "POST"
+
+
+def test_a_refused_answer_keeps_the_decoder_s_own_cause():
+    data = {**COMPLETION, "choices": [{"index": "zero", "message": 5}]}
+    with pytest.raises(ResponseDecodeError) as info:
+        decode(data)
+    assert info.value.__cause__ is not None
+    assert not isinstance(info.value.__cause__, ResponseDecodeError)
+
+
+def test_a_model_list_that_is_not_json_text_or_object_has_no_body():
+    with pytest.raises(ResponseDecodeError) as info:
+        _wire.decode_models(result(5), provider="openai", secrets=())
+    assert info.value.body is None
+    assert info.value.message.endswith("got a JSON int")
