@@ -12,6 +12,7 @@ import pytest
 from chatcore.exceptions import ConfigurationError, ResponseDecodeError, ValidationError
 from chatcore.models import ChatRequest, FunctionDefinition, Message, Tool
 from chatcore.provider import HttpResult, Option, Provider, ProviderSpec, resolve_config
+from chatcore.testing.server import Reply
 from chatcore_openai import __version__, _wire
 
 SECRET = "wireSECRETvalue0123"
@@ -84,6 +85,11 @@ def test_tool_choice_and_parallel_tool_calls_go_only_with_tools():
     assert body["tool_choice"] == "auto"
     assert body["parallel_tool_calls"] is False
     assert body["tools"][0]["function"]["name"] == "lookup"
+
+
+def test_an_empty_tools_list_is_not_sent():
+    body = _wire.chat_body(request(extra={"tools": [], "tool_choice": "auto"}), model="m")
+    assert not {"tools", "tool_choice"} & set(body)
 
 
 def test_no_null_is_sent():
@@ -180,6 +186,15 @@ def test_every_tgi_parameter_is_refused():
             {"role": "function", "content": None, "name": "f"},
         ),
         ({"role": "user", "content": None}, {"role": "user"}),
+        (
+            {"role": "user", "tool_calls": [], "content": "x", "name": "n"},
+            {"role": "user", "content": "x", "name": "n"},
+        ),
+        (
+            {"role": "assistant", "audio": {"id": None}, "content": "x", "name": "n"},
+            {"role": "assistant", "content": "x", "name": "n"},
+        ),
+        ({"role": ["user"], "content": "x"}, {"role": ["user"], "content": "x"}),
         (
             {"role": "robot", "content": "x", "any": 1, "gone": None},
             {"role": "robot", "content": "x", "any": 1},
@@ -354,10 +369,10 @@ def test_a_header_option_is_sent_as_text():
 def test_a_header_option_with_whitespace_or_control_characters_is_refused(value):
     with pytest.raises(ConfigurationError) as info:
         _wire.header_value(config(value), "org")
-    text = str(info.value)
-    assert text.startswith("acme: option 'org' (from ")
-    assert "remove it" in text
-    assert value.strip() not in text or not value.strip()
+    assert str(info.value) == (
+        "acme: option 'org' (from argument) has leading or trailing whitespace or a control "
+        "character (a trailing newline?); remove it"
+    )
 
 
 @pytest.mark.parametrize(
@@ -381,6 +396,20 @@ def test_http_url_refuses_what_is_not_an_http_url(value):
         _wire.http_url(config(None), "base_url", value)
     assert str(info.value) == (
         f"acme: option 'base_url' (from default) must be an http:// or https:// URL, got {value!r}"
+    )
+
+
+def test_http_url_names_where_the_value_came_from():
+    explicit = resolve_config(config(None).spec, {"base_url": "https://x.invalid/v1"}, environ={})
+    with pytest.raises(ConfigurationError, match=r"option 'base_url' \(from argument\)"):
+        _wire.http_url(explicit, "base_url", "ftp://x")
+    with pytest.raises(ConfigurationError, match=r"option 'other' \(from default\)"):
+        _wire.http_url(explicit, "other", "ftp://x")
+
+
+def test_http_url_strips_only_slashes():
+    assert _wire.http_url(config(None), "base_url", "https://h.invalid/vX/") == (
+        "https://h.invalid/vX"
     )
 
 
@@ -419,6 +448,16 @@ def test_a_subclass_may_name_the_request_id(server, openai_key):
         provider.close()
     assert response.request_id.startswith("renamed-req_")
     assert server.requests[-1].method == "POST"
+    server.enqueue(Reply.json([1]))
+    provider = Renamed(
+        resolve_config(spec, {"api_key": openai_key, "base_url": server.base_url}, environ={})
+    )
+    try:
+        with pytest.raises(ResponseDecodeError) as info:
+            provider.chat(request())
+    finally:
+        provider.close()
+    assert (info.value.provider, info.value.model) == ("openai", "gpt-4o-mini")
 
 
 def test_a_refused_answer_keeps_the_decoder_s_own_cause():
