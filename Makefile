@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := plugins/chatcore-openai plugins/chatcore-huggingface plugins/chatcore-prometheus plugins/chatcore-redis
 STAMP := $(VENV)/.chatcore-installed
 
-.PHONY: demo test venv lint type check clean
+.PHONY: demo test venv lint type check clean mutation
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ type: $(STAMP)
 	$(BIN)/mypy
 
 check: lint type test
+
+# Mutation testing (mutmut), module by module; not part of `make test`. A subset:
+#   make mutation MODULES="chatcore/_retry.py chatcore/_cache.py"   (JOBS=2 to use 2 cores)
+MODULES ?=
+JOBS ?= 1
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[mutation]'
+	$(BIN)/python tools/mutation.py --jobs $(JOBS) $(MODULES)
 
 clean:
 	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov build dist

@@ -4,10 +4,14 @@ thread safety, and the exact frozen form for shared backends."""
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import itertools
 import json
 import math
+import re
 import threading
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +25,7 @@ from chatcore._cache import (
     CacheStats,
     InMemoryCache,
     ResponseCache,
+    _json_key,
     cache_key,
     canonical_request_json,
     freeze_for_cache,
@@ -307,10 +312,13 @@ def test_trailing_slash_of_base_url_does_not_matter() -> None:
     assert key(request(), base_url=BASE_URL + "/") == key(request(), base_url=BASE_URL)
 
 
-def test_key_is_a_sha256_hex_digest() -> None:
+def test_key_is_the_sha256_hex_digest_of_the_canonical_json() -> None:
     k = key(request())
-    assert len(k) == 64
-    assert int(k, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", k), k
+    text = canonical_request_json(request(), base_url=BASE_URL, plugin_version=VERSION)
+    assert k == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    other = canonical_request_json(request(), base_url=BASE_URL, plugin_version="9.9.9")
+    assert k != hashlib.sha256(other.encode("utf-8")).hexdigest()
 
 
 def test_key_never_holds_the_secret() -> None:
@@ -489,6 +497,45 @@ def test_strip_call_metadata_returns_a_clean_response_itself() -> None:
     assert strip_call_metadata(clean) is clean
 
 
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"latency": 0.25},
+        {"attempts": 3},
+        {"headers": {"x-request-id": "req_1"}},
+        {"cached": True},
+    ],
+)
+def test_any_one_piece_of_call_metadata_is_stripped(meta: dict[str, Any]) -> None:
+    stripped = strip_call_metadata(attrs.evolve(response(), **meta))
+    assert (stripped.latency, stripped.attempts, stripped.headers, stripped.cached) == (
+        0.0,
+        1,
+        None,
+        False,
+    )
+    assert stripped == response()
+
+
+def test_cache_defaults_and_the_smallest_size() -> None:
+    cache = InMemoryCache()
+    assert (cache.maxsize, cache.ttl) == (1024, 3600.0)
+    assert cache.stats().maxsize == 1024
+    one = InMemoryCache(maxsize=1)
+    one.set("a", response("A"))
+    one.set("b", response("B"))
+    assert len(one) == 1
+    assert one.get("b") is not None
+
+
+@pytest.mark.parametrize(
+    ("ttl", "shown"),
+    [(None, "None"), (3600.0, "3600"), (90.5, "90.5"), (1e-3, "0.001")],
+)
+def test_cache_repr(ttl: float | None, shown: str) -> None:
+    assert repr(InMemoryCache(maxsize=5, ttl=ttl)) == f"<InMemoryCache maxsize=5 ttl={shown}>"
+
+
 @pytest.mark.parametrize("maxsize", [0, -1, 1.5, True, "10", None])
 def test_invalid_maxsize_is_a_configuration_error(maxsize: Any) -> None:
     with pytest.raises(ConfigurationError, match=f"cache_maxsize={maxsize!r}"):
@@ -592,3 +639,115 @@ def test_thaw_uses_the_looked_up_provider_when_the_entry_names_none() -> None:
 def test_thaw_rejects_other_formats_and_broken_entries(data: Any) -> None:
     with pytest.raises(ResponseDecodeError):
         thaw_from_cache(data, "openai")
+
+
+@given(
+    st.one_of(
+        st.text(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.booleans(),
+        st.none(),
+    )
+)
+def test_a_mapping_key_is_written_as_json_dumps_writes_it(k: Any) -> None:
+    assert _json_key(k) == next(iter(json.loads(json.dumps({k: 0}))))
+
+
+@pytest.mark.parametrize(("k", "text"), [(True, "true"), (False, "false"), (None, "null")])
+def test_the_json_constants_as_mapping_keys(k: Any, text: str) -> None:
+    assert _json_key(k) == text
+    a = key(request(extra={"m": {k: 1}}))
+    assert a == key(request(extra={"m": {text: 1}}))
+    assert a != key(request(extra={"m": {str(k): 1}}))
+
+
+def test_a_mapping_key_that_is_not_json_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="a tuple mapping key is not JSON"):
+        key(request(extra={"m": {(1, 2): 1}}))
+
+
+def test_the_ttl_given_is_kept() -> None:
+    assert InMemoryCache(ttl=None).ttl is None
+    assert InMemoryCache(ttl=5).ttl == 5
+
+
+class _Number(enum.IntEnum):
+    TWO = 2
+
+
+class _Float(float):
+    pass
+
+
+class _Text(str):
+    pass
+
+
+class _List(list[Any]):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("odd", "plain"),
+    [
+        (types.MappingProxyType({"a": 1}), {"a": 1}),
+        (_List([1, "x"]), [1, "x"]),
+        (_Number.TWO, 2),
+        (_Float(2.0), 2),
+        (_Float(2.5), 2.5),
+        (_Text("hi"), "hi"),
+    ],
+)
+def test_subclasses_of_json_types_share_the_key_of_the_plain_value(odd: Any, plain: Any) -> None:
+    assert key(request(extra={"m": odd})) == key(request(extra={"m": plain}))
+
+
+def test_only_trailing_slashes_of_the_base_url_are_dropped() -> None:
+    assert key(request(), base_url="https://h.invalid/vX") != key(
+        request(), base_url="https://h.invalid/v"
+    )
+    text = canonical_request_json(request(), base_url="https://h.invalid/v1//", plugin_version="1")
+    assert '"base_url":"https://h.invalid/v1"' in text
+
+
+@pytest.mark.parametrize(
+    ("data", "shown"),
+    [({"v": 2, "response": {}}, "2"), ({"response": {}}, "None"), (["v", 1], "None")],
+)
+def test_an_entry_of_another_format_names_its_format(data: Any, shown: str) -> None:
+    with pytest.raises(ResponseDecodeError) as info:
+        thaw_from_cache(data, "openai")
+    assert info.value.message == f"cached entry has format {shown}, expected {CACHE_FORMAT_VERSION}"
+    assert info.value.provider == "openai"
+    with pytest.raises(ResponseDecodeError) as info:
+        thaw_from_cache(data, "")
+    assert info.value.provider is None
+
+
+def test_a_malformed_entry_names_the_provider() -> None:
+    with pytest.raises(ResponseDecodeError) as info:
+        thaw_from_cache({"v": CACHE_FORMAT_VERSION, "response": []}, "openai")
+    assert (info.value.message, info.value.provider) == ("cached entry is malformed", "openai")
+    with pytest.raises(ResponseDecodeError) as info:
+        thaw_from_cache({"v": CACHE_FORMAT_VERSION, "response": []}, "")
+    assert info.value.provider is None
+
+
+def test_thaw_keeps_the_provider_and_request_id_the_entry_names() -> None:
+    frozen = freeze_for_cache(attrs.evolve(response(provider="azure"), request_id="req_5"))
+    thawed = thaw_from_cache(frozen, "openai")
+    assert (thawed.provider, thawed.request_id) == ("azure", "req_5")
+    bare = {k: v for k, v in frozen.items() if k not in ("provider", "request_id")}
+    thawed = thaw_from_cache(bare, "openai")
+    assert thawed.provider == "openai"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"request_id": 5}, {"provider": 3}, {"request_id": 5, "provider": 3}],
+)
+def test_an_entry_with_a_wrong_request_id_or_provider_is_malformed(extra: dict[str, Any]) -> None:
+    frozen = {**freeze_for_cache(response()), **extra}
+    with pytest.raises(ResponseDecodeError, match="cached entry is malformed"):
+        thaw_from_cache(frozen, "openai")
