@@ -48,7 +48,7 @@ def stages(client: Any, repeats: int = 5) -> list[tuple[str, float, str]]:
     from chatcore import InMemoryMetrics, RequestEvent
     from chatcore._cache import cache_key
     from chatcore._log import logger
-    from chatcore._transport import _dumps
+    from chatcore._http import dumps_body
     from chatcore.models import ChatResponse
 
     model = "openai:" + payloads.MODEL
@@ -82,7 +82,11 @@ def stages(client: Any, repeats: int = 5) -> list[tuple[str, float, str]]:
         )
     except ImportError:
         body = payloads.request_body()
-    add("_dumps(body) (json.dumps, compact)", lambda: _dumps(body), "chatcore/_transport.py")
+    add(
+        "dumps_body(body) (json.dumps, compact, strict)",
+        lambda: dumps_body(body),
+        "chatcore/_http.py",
+    )
     add("json.dumps(body) (stdlib default, for comparison)", lambda: json.dumps(body).encode(), "-")
     raw = payloads.chat_body()
     add("json.loads(answer)", lambda: json.loads(raw), "chatcore/_transport.py")
