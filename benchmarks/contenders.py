@@ -262,7 +262,7 @@ class Chatcore(Contender):
         for client in (self.client, self.stream_client):
             provider = client._providers.get("openai")
             if provider is not None:
-                total += _pool_connections(provider.http.session) or 0
+                total += _pool_connections(provider.sync_transport().session) or 0
         return total
 
     def close(self) -> None:

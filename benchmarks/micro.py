@@ -47,8 +47,8 @@ def stages(client: Any, repeats: int = 5) -> list[tuple[str, float, str]]:
 
     from chatcore import InMemoryMetrics, RequestEvent
     from chatcore._cache import cache_key
-    from chatcore._log import logger
     from chatcore._http import dumps_body
+    from chatcore._log import logger
     from chatcore.models import ChatResponse
 
     model = "openai:" + payloads.MODEL

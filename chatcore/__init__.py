@@ -71,6 +71,7 @@ from chatcore.models import (
 from chatcore.provider import ModelInfo, Provider, ProviderSpec
 
 if TYPE_CHECKING:
+    from chatcore._aclient import AsyncClient
     from chatcore._cache import (
         CacheStats,
         InMemoryCache,
@@ -82,9 +83,11 @@ if TYPE_CHECKING:
     from chatcore._health import HealthReport, ProviderHealth
     from chatcore._images import image_part, user_message_with_images
     from chatcore._metrics import PROMETHEUS_CONTENT_TYPE
+    from chatcore._stream import AsyncChatStream
     from chatcore._structured import (
         StructuredOutputError,
         StructuredResponse,
+        achat_structured,
         chat_json,
         chat_structured,
         json_schema_for,
@@ -95,6 +98,7 @@ if TYPE_CHECKING:
         ToolCallRecord,
         ToolLoopError,
         ToolRun,
+        arun_tools,
         run_tools,
         tool_from_function,
     )
@@ -102,6 +106,10 @@ if TYPE_CHECKING:
 #: Names imported on first access (PEP 562): they pull in modules that ``import chatcore``
 #: does not need (the cache's cachetools, the health server's http.server).
 _LAZY = {
+    "AsyncClient": "chatcore._aclient",
+    "AsyncChatStream": "chatcore._stream",
+    "achat_structured": "chatcore._structured",
+    "arun_tools": "chatcore._tools",
     "CacheStats": "chatcore._cache",
     "InMemoryCache": "chatcore._cache",
     "ResponseCache": "chatcore._cache",
@@ -141,10 +149,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "__version__",
+    "achat_structured",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "arun_tools",
+    "AsyncChatStream",
+    "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
     "cache_key",

@@ -18,11 +18,14 @@ import attrs
 
 from chatcore._redact import redact
 from chatcore.exceptions import (
+    APIStatusError,
     APITimeoutError,
     ConfigurationError,
     RedirectError,
     ResponseTooLargeError,
     ValidationError,
+    error_from_response,
+    request_id_from,
 )
 
 __all__ = [
@@ -32,6 +35,9 @@ __all__ = [
     "ERROR_BODY_LIMIT",
     "READ_CHUNK",
     "AttemptClock",
+    "ErrorMapper",
+    "HttpCall",
+    "HttpResult",
     "Origin",
     "RedirectPolicy",
     "TransportCause",
@@ -39,7 +45,9 @@ __all__ = [
     "declared_length",
     "detached_cause",
     "dumps_body",
+    "head_of",
     "is_event_stream",
+    "map_status",
     "read_capped",
     "read_truncated",
     "too_large",
@@ -61,6 +69,91 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _KEEPS_METHOD = frozenset({307, 308})
 #: Redirects that turn anything but GET/HEAD into a GET.
 _CHANGES_METHOD = frozenset({301, 302, 303})
+
+
+# --------------------------------------------------------------------------------------
+# What a provider asks to send, and what comes back
+
+
+@attrs.frozen
+class HttpCall:
+    """One HTTP request a provider wants sent, described, not sent: the core's transport
+    (requests for :class:`~chatcore.Client`, aiohttp for :class:`~chatcore.AsyncClient`)
+    sends it with the provider's base URL, credentials and default query parameters.
+
+    ``path`` is relative to the base URL (or an absolute URL on its origin); ``json`` the
+    body (``None``: no body); ``params`` and ``headers`` are added to the provider's own;
+    ``timeout`` replaces the provider's per-attempt ``timeout`` for this call (health
+    probes); ``stream`` asks for an event stream (``Accept: text/event-stream``)."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = None
+    timeout: float | None = None
+    stream: bool = False
+
+
+@attrs.frozen
+class HttpResult:
+    """A successful (2xx) answer: status, headers, decoded JSON, timing, request id.
+    For a stream, ``data`` is ``None`` (the events follow)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    data: Any
+    elapsed: float
+    request_id: str | None
+
+
+#: A provider's own mapping of an error answer (``Provider.map_error``).
+ErrorMapper = Callable[[int, bytes, Mapping[str, str]], Any]
+
+
+def head_of(response: Any) -> HttpResult:
+    """The head of a streamed answer (status, headers, request id) as an
+    :class:`HttpResult` with no data; ``response`` has ``status_code`` / ``status`` and
+    ``headers``."""
+    status = getattr(response, "status_code", None)
+    if status is None:
+        status = response.status
+    headers = response.headers
+    return HttpResult(int(status), headers, None, 0.0, request_id_from(headers))
+
+
+def map_status(
+    status_code: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    provider: str | None,
+    model: str | None,
+    secrets: Iterable[str],
+    mapper: ErrorMapper | None = None,
+) -> APIStatusError:
+    """The typed error of a 4xx/5xx answer: the provider's own mapping when it has one
+    for this body, else the core's (:func:`~chatcore.exceptions.error_from_response`).
+    A mapper that fails is ignored (the core's mapping is used), never a crash."""
+    if mapper is not None:
+        try:
+            mapped = mapper(status_code, body, headers)
+        except Exception:  # a buggy mapper must not hide the answer
+            mapped = None
+        if isinstance(mapped, APIStatusError):
+            if mapped.provider is None:
+                mapped.provider = provider
+            if mapped.model is None:
+                mapped.model = model
+            if mapped.request_id is None:
+                mapped.request_id = request_id_from(headers)
+            if not mapped.headers:
+                mapped.headers = dict(headers)
+            mapped.add_secrets(secrets)
+            return mapped
+    return error_from_response(
+        status_code, body, headers, provider=provider, model=model, secrets=secrets
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -177,6 +177,12 @@ class NullRateLimiter:
         """Grant immediately."""
         return None
 
+    async def aacquire(
+        self, provider: str, model: str, tokens: int, *, max_wait: float | None = None
+    ) -> None:
+        """Grant immediately (the async client's path)."""
+        return None
+
     def reconcile(self, ticket: Any, used_tokens: int | None) -> None:
         """Nothing to settle."""
         return None
@@ -383,6 +389,44 @@ class InMemoryRateLimiter:
             )
             waited = True
             self.sleep(wait)
+
+    async def aacquire(
+        self, provider: str, model: str, tokens: int, *, max_wait: float | None = None
+    ) -> Ticket:
+        """:meth:`acquire` for the async client: waits with the event loop's sleep (or the
+        injected ``sleep`` when it is not :func:`time.sleep`), never blocking the loop."""
+        import asyncio
+
+        started = self.clock()
+        deadline = None if max_wait is None else started + max_wait
+        waited = False
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                ticket = self.acquire(provider, model, tokens, blocking=False)
+            except RateLimitExceeded as exc:
+                wait = exc.retry_after
+                if wait is None:  # refused outright (a request larger than any grant)
+                    raise
+                check_wait(
+                    f"{provider}:{model}",
+                    wait,
+                    blocking=True,
+                    remaining=remaining,
+                    max_wait=max_wait,
+                    scope="local",
+                )
+            else:
+                if waited:
+                    self.waits += 1
+                    self.wait_seconds += self.clock() - started
+                return ticket
+            waited = True
+            if self.sleep is time.sleep:
+                await asyncio.sleep(wait)
+            else:  # an injected clock
+                self.sleep(wait)
+                await asyncio.sleep(0)
 
     def reconcile(self, ticket: Any, used_tokens: int | None) -> None:
         """Return unused reserved tokens, or charge the excess (the bucket may go into debt)."""

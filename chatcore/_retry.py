@@ -100,6 +100,20 @@ class RetryPolicy:
             return None
         return self.backoff(retry_number)
 
+    def retry_delay(self, attempts: int, error: BaseException, started: float) -> float | None:
+        """Seconds to wait before another attempt after ``error`` ended attempt number
+        ``attempts`` of a call that began at ``started`` (on :attr:`clock`), or ``None``
+        when retrying must stop: retries used up, an error not worth retrying, a server
+        demand over ``max_retry_after``, or a wait that would reach ``timeout_total``."""
+        if attempts > self.max_retries or not self.should_retry(error):
+            return None
+        delay = self.next_delay(attempts - 1, error)
+        if delay is None:
+            return None
+        if self.timeout_total is not None and self.clock() + delay - started >= self.timeout_total:
+            return None
+        return delay
+
     def with_overrides(self, **changes: Any) -> RetryPolicy:
         """A copy with some fields changed (``None`` values are ignored)."""
         changes = {k: v for k, v in changes.items() if v is not None}
@@ -138,15 +152,7 @@ class RetryPolicy:
                 return False
             error = outcome.exception()
             assert error is not None
-            if state.attempt_number > policy.max_retries or not policy.should_retry(error):
-                return False
-            delay = policy.next_delay(state.attempt_number - 1, error)
-            if delay is None:
-                return False
-            return not (
-                policy.timeout_total is not None
-                and policy.clock() + delay - started >= policy.timeout_total
-            )
+            return policy.retry_delay(state.attempt_number, error, started) is not None
 
         def wait(state: Any) -> float:
             error = state.outcome.exception() if state.outcome else None

@@ -8,7 +8,7 @@ Breaking out early or closing the stream releases its connection.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -25,7 +25,7 @@ from chatcore.models import (
     Usage,
 )
 
-__all__ = ["ChatStream", "StreamAssembler", "chunks_from_response"]
+__all__ = ["AsyncChatStream", "ChatStream", "StreamAssembler", "chunks_from_response"]
 
 
 @attrs.define
@@ -215,19 +215,13 @@ def chunks_from_response(response: ChatResponse) -> Iterator[ChatChunk]:
         )
 
 
-class ChatStream:
-    """An iterator of :class:`ChatChunk` that is also a context manager.
-
-    After the stream is exhausted, :attr:`response` is the assembled
-    :class:`ChatResponse` and :attr:`text` the full text. ``close()`` (or leaving the
-    ``with`` block, or breaking out and dropping the stream) releases the connection.
-    ``secrets`` are masked in every chunk, in :attr:`headers` and :attr:`request_id`, and
-    in every error the stream raises.
-    """
+class _StreamState:
+    """What a stream keeps whichever way it is read: the chunks so far, the assembled
+    answer, timings, masking of secrets, and the turning of a failure into a
+    :class:`StreamError` with the partial text."""
 
     def __init__(
         self,
-        chunks: Iterator[ChatChunk],
         first: ChatChunk | None,
         *,
         provider: str,
@@ -236,13 +230,9 @@ class ChatStream:
         started: float | None = None,
         cached: bool = False,
         request_id: str | None = None,
-        on_complete: Callable[[ChatStream], None] | None = None,
-        on_error: Callable[[ChatStream, BaseException], None] | None = None,
-        on_close: Callable[[ChatStream], None] | None = None,
         secrets: Iterable[str] = (),
     ) -> None:
         self._secrets = usable_secrets(secrets)
-        self._chunks = chunks
         first = mask_secrets(first, self._secrets)
         self._first = first
         if request_id is None and first is not None:
@@ -260,9 +250,6 @@ class ChatStream:
         self._assembler = StreamAssembler()
         self._done = False
         self._closed = False
-        self._on_complete = on_complete
-        self._on_error = on_error
-        self._on_close = on_close
         self.response: ChatResponse | None = None
         self.chunk_count = 0
 
@@ -278,38 +265,7 @@ class ChatStream:
             return None
         return self.first_chunk_at - self.started
 
-    def __iter__(self) -> ChatStream:
-        return self
-
-    def __next__(self) -> ChatChunk:
-        if self._done or self._closed:
-            raise StopIteration
-        if self._first is not None:
-            chunk, self._first = self._first, None
-        else:
-            try:
-                chunk = self._masked(next(self._chunks))
-            except StopIteration:
-                self._finish()
-                raise
-            except StreamError as exc:
-                scrub_exception(exc, self._secrets)
-                self._fail(self._with_partial(exc))
-                raise
-            except APIError as exc:
-                scrub_exception(exc, self._secrets)
-                error = StreamError(
-                    f"the stream broke after {self.chunk_count} chunk(s): {exc.message}",
-                    provider=exc.provider or self.provider,
-                    model=exc.model or self.model,
-                    status_code=exc.status_code,
-                    request_id=exc.request_id or self.request_id,
-                    partial_text=self.text,
-                    attempts=self.attempts,
-                    secrets=self._secrets,
-                )
-                self._fail(error)
-                raise error from exc
+    def _accept(self, chunk: ChatChunk) -> ChatChunk:
         self.chunk_count += 1
         self._assembler.add(chunk)
         return chunk
@@ -336,13 +292,31 @@ class ChatStream:
         masked: ChatChunk = mask_secrets(chunk, self._secrets)
         return masked
 
-    def _with_partial(self, exc: StreamError) -> StreamError:
-        if not exc.partial_text:
-            exc.partial_text = self.text
-        exc.attempts = self.attempts
-        return exc
+    def _stream_error(self, exc: BaseException) -> StreamError:
+        """The :class:`StreamError` a failure mid-stream is raised as (secrets masked,
+        the partial text and attempts filled in)."""
+        if isinstance(exc, StreamError):
+            scrub_exception(exc, self._secrets)
+            if not exc.partial_text:
+                exc.partial_text = self.text
+            exc.attempts = self.attempts
+            return exc
+        assert isinstance(exc, APIError)
+        scrub_exception(exc, self._secrets)
+        error = StreamError(
+            f"the stream broke after {self.chunk_count} chunk(s): {exc.message}",
+            provider=exc.provider or self.provider,
+            model=exc.model or self.model,
+            status_code=exc.status_code,
+            request_id=exc.request_id or self.request_id,
+            partial_text=self.text,
+            attempts=self.attempts,
+            secrets=self._secrets,
+        )
+        error.__cause__ = exc
+        return error
 
-    def _finish(self) -> None:
+    def _finish_state(self) -> None:
         self._done = True
         self.finished_at = time.perf_counter()
         self.response = self._assembler.response(
@@ -353,6 +327,82 @@ class ChatStream:
             attempts=self.attempts,
             cached=self.cached,
         )
+
+    def _closed_early(self) -> StreamError:
+        return StreamError(
+            "the stream was closed before it completed",
+            provider=self.provider,
+            model=self.model,
+            partial_text=self.text,
+            secrets=self._secrets,
+        )
+
+
+class ChatStream(_StreamState):
+    """An iterator of :class:`ChatChunk` that is also a context manager.
+
+    After the stream is exhausted, :attr:`response` is the assembled
+    :class:`ChatResponse` and :attr:`text` the full text. ``close()`` (or leaving the
+    ``with`` block, or breaking out and dropping the stream) releases the connection.
+    ``secrets`` are masked in every chunk, in :attr:`headers` and :attr:`request_id`, and
+    in every error the stream raises.
+    """
+
+    def __init__(
+        self,
+        chunks: Iterator[ChatChunk],
+        first: ChatChunk | None,
+        *,
+        provider: str,
+        model: str,
+        attempts: int = 1,
+        started: float | None = None,
+        cached: bool = False,
+        request_id: str | None = None,
+        on_complete: Callable[[ChatStream], None] | None = None,
+        on_error: Callable[[ChatStream, BaseException], None] | None = None,
+        on_close: Callable[[ChatStream], None] | None = None,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        super().__init__(
+            first,
+            provider=provider,
+            model=model,
+            attempts=attempts,
+            started=started,
+            cached=cached,
+            request_id=request_id,
+            secrets=secrets,
+        )
+        self._chunks = chunks
+        self._on_complete = on_complete
+        self._on_error = on_error
+        self._on_close = on_close
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> ChatChunk:
+        if self._done or self._closed:
+            raise StopIteration
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            return self._accept(chunk)
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._finish()
+            raise
+        except APIError as exc:
+            error = self._stream_error(exc)
+            self._fail(error)
+            if error is exc:
+                raise
+            raise error from exc
+        return self._accept(self._masked(chunk))
+
+    def _finish(self) -> None:
+        self._finish_state()
         if self._on_complete is not None:
             self._on_complete(self)
 
@@ -373,13 +423,7 @@ class ChatStream:
         for _chunk in self:
             pass
         if self.response is None:  # closed early
-            raise StreamError(
-                "the stream was closed before it completed",
-                provider=self.provider,
-                model=self.model,
-                partial_text=self.text,
-                secrets=self._secrets,
-            )
+            raise self._closed_early()
         return self.response
 
     def close(self) -> None:
@@ -402,3 +446,118 @@ class ChatStream:
             self.close()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
+
+
+class AsyncChatStream(_StreamState):
+    """An async iterator of :class:`ChatChunk` that is also an async context manager: the
+    :class:`ChatStream` of :class:`~chatcore.AsyncClient`.
+
+    ``async for chunk in stream``; after the end, :attr:`response` and :attr:`text`.
+    ``await stream.aclose()`` (or leaving the ``async with`` block) releases the
+    connection; a cancelled task reading it does too, and its call is settled."""
+
+    def __init__(
+        self,
+        chunks: Any,
+        first: ChatChunk | None,
+        *,
+        provider: str,
+        model: str,
+        attempts: int = 1,
+        started: float | None = None,
+        cached: bool = False,
+        request_id: str | None = None,
+        on_complete: Callable[[AsyncChatStream], Awaitable[None]] | None = None,
+        on_error: Callable[[AsyncChatStream, BaseException], Awaitable[None]] | None = None,
+        on_close: Callable[[AsyncChatStream], Awaitable[None]] | None = None,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        super().__init__(
+            first,
+            provider=provider,
+            model=model,
+            attempts=attempts,
+            started=started,
+            cached=cached,
+            request_id=request_id,
+            secrets=secrets,
+        )
+        # a sync iterator (a cache replay) is read as it is
+        self._sync = None if hasattr(chunks, "__anext__") else iter(chunks)
+        self._chunks = chunks
+        self._on_complete = on_complete
+        self._on_error = on_error
+        self._on_close = on_close
+
+    def __aiter__(self) -> AsyncChatStream:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        if self._done or self._closed:
+            raise StopAsyncIteration
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            return self._accept(chunk)
+        try:
+            if self._sync is not None:
+                chunk = next(self._sync)
+            else:
+                chunk = await self._chunks.__anext__()
+        except (StopIteration, StopAsyncIteration):
+            self._finish_state()
+            if self._on_complete is not None:
+                await self._on_complete(self)
+            raise StopAsyncIteration from None
+        except APIError as exc:
+            error = self._stream_error(exc)
+            await self._fail(error)
+            if error is exc:
+                raise
+            raise error from exc
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # a cancelled task: release the connection
+                await self.aclose()
+            raise
+        return self._accept(self._masked(chunk))
+
+    async def _fail(self, error: BaseException) -> None:
+        self._done = True
+        self.finished_at = time.perf_counter()
+        await self._close_source()
+        if self._on_error is not None:
+            await self._on_error(self, error)
+
+    async def _close_source(self) -> None:
+        if self._sync is not None:
+            close = getattr(self._sync, "close", None)
+            if close is not None:
+                close()
+            return
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def read(self) -> ChatResponse:
+        """Consume the rest of the stream and return the assembled response."""
+        async for _chunk in self:
+            pass
+        if self.response is None:  # closed early
+            raise self._closed_early()
+        return self.response
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._close_source()
+        finally:
+            if not self._done and self._on_close is not None:
+                await self._on_close(self)
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -699,25 +699,18 @@ def _capabilities(client: Any, model: str) -> tuple[str, frozenset[str]]:
     return name, frozenset(client.provider(name).capabilities)
 
 
-def chat_structured(
+def _structured_call(
     client: Any,
     model: str,
     messages: Any,
     response_model: type[T],
     *,
-    strict: bool = True,
-    mode: Literal["auto", "json_schema", "json_object"] = "auto",
-    name: str | None = None,
+    strict: bool,
+    mode: str,
+    name: str | None,
     **params: Any,
-) -> StructuredResponse[T]:
-    """Ask for an answer shaped like attrs class ``response_model`` and parse it.
-
-    ``mode="auto"`` sends ``response_format={"type": "json_schema", ...}`` (the strict form
-    with ``strict=True``) when the provider declares the ``json_schema`` capability, else
-    ``{"type": "json_object"}`` with the schema in a system message when it declares
-    ``json_object``, else raises :class:`~chatcore.ValidationError` before sending.
-    ``params`` go to :meth:`Client.chat`. Raises :class:`StructuredOutputError` when the
-    answer does not fit."""
+) -> tuple[Any, dict[str, Any], Literal["json_schema", "json_object"]]:
+    """The messages, chat parameters and mode a structured call sends."""
     if "response_format" in params:
         raise ValidationError(
             [("response_format", "chat_structured sets response_format itself; do not pass it")]
@@ -745,12 +738,55 @@ def chat_structured(
             )
     msgs = normalize_messages(messages)
     if mode == "json_schema":
-        response = client.chat(model, msgs, response_format=schema_format, **params)
-    else:
-        schema = schema_format["json_schema"]["schema"]
-        msgs = _with_system(msgs, _schema_instruction(response_model, schema))
-        response = client.chat(model, msgs, response_format={"type": "json_object"}, **params)
-    return StructuredResponse(response, parse_structured(response, response_model), mode)
+        return msgs, {**params, "response_format": schema_format}, "json_schema"
+    schema = schema_format["json_schema"]["schema"]
+    msgs = _with_system(msgs, _schema_instruction(response_model, schema))
+    return msgs, {**params, "response_format": {"type": "json_object"}}, "json_object"
+
+
+def chat_structured(
+    client: Any,
+    model: str,
+    messages: Any,
+    response_model: type[T],
+    *,
+    strict: bool = True,
+    mode: Literal["auto", "json_schema", "json_object"] = "auto",
+    name: str | None = None,
+    **params: Any,
+) -> StructuredResponse[T]:
+    """Ask for an answer shaped like attrs class ``response_model`` and parse it.
+
+    ``mode="auto"`` sends ``response_format={"type": "json_schema", ...}`` (the strict form
+    with ``strict=True``) when the provider declares the ``json_schema`` capability, else
+    ``{"type": "json_object"}`` with the schema in a system message when it declares
+    ``json_object``, else raises :class:`~chatcore.ValidationError` before sending.
+    ``params`` go to :meth:`Client.chat`. Raises :class:`StructuredOutputError` when the
+    answer does not fit."""
+    msgs, call_params, chosen = _structured_call(
+        client, model, messages, response_model, strict=strict, mode=mode, name=name, **params
+    )
+    response = client.chat(model, msgs, **call_params)
+    return StructuredResponse(response, parse_structured(response, response_model), chosen)
+
+
+async def achat_structured(
+    client: Any,
+    model: str,
+    messages: Any,
+    response_model: type[T],
+    *,
+    strict: bool = True,
+    mode: Literal["auto", "json_schema", "json_object"] = "auto",
+    name: str | None = None,
+    **params: Any,
+) -> StructuredResponse[T]:
+    """:func:`chat_structured` for an :class:`~chatcore.AsyncClient`."""
+    msgs, call_params, chosen = _structured_call(
+        client, model, messages, response_model, strict=strict, mode=mode, name=name, **params
+    )
+    response = await client.chat(model, msgs, **call_params)
+    return StructuredResponse(response, parse_structured(response, response_model), chosen)
 
 
 def chat_json(client: Any, model: str, messages: Any, **params: Any) -> StructuredResponse[Any]:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
+from chatcore._pipeline import Effect, run_async, run_sync
 from chatcore._structured import (
     SchemaBuilder,
     accepts_none,
@@ -472,50 +473,143 @@ def _error(kind: str, message: str) -> str:
     return json.dumps({"error": f"{kind}: {message}"}, ensure_ascii=False)
 
 
-def _execute(registry: Mapping[str, _Registered], call: ToolCall, turn: int) -> ToolCallRecord:
+@attrs.frozen
+class _Bound:
+    """A tool call whose arguments passed validation, ready to run."""
+
+    reg: _Registered
+    arguments: dict[str, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def _bind_call(
+    registry: Mapping[str, _Registered], call: ToolCall, turn: int
+) -> _Bound | ToolCallRecord:
+    """The call ready to run, or the record of why it cannot (unknown tool, arguments
+    that are not a JSON object or do not fit the signature)."""
     name, raw = call.function.name, call.function.arguments
-
-    def failed(
-        kind: str, message: str, arguments: Any = None, duration: float = 0.0
-    ) -> ToolCallRecord:
-        error = f"{kind}: {message}"
-        return ToolCallRecord(
-            call.id, name, arguments, raw, None, error, _error(kind, message), duration, turn
-        )
-
     reg = registry.get(name) if call.type == "function" else None
     if reg is None:
         available = ", ".join(sorted(registry))
-        return failed("UnknownTool", f"no tool named {name!r} (available: {available})")
+        return _failed(
+            call, turn, "UnknownTool", f"no tool named {name!r} (available: {available})"
+        )
     try:
         arguments = json.loads(raw) if raw.strip() else {}
     except ValueError as exc:
-        return failed("InvalidArguments", f"arguments are not valid JSON ({exc})")
+        return _failed(call, turn, "InvalidArguments", f"arguments are not valid JSON ({exc})")
     if not isinstance(arguments, dict):
-        return failed("InvalidArguments", "arguments must be a JSON object")
+        return _failed(call, turn, "InvalidArguments", "arguments must be a JSON object")
     problems = reg.validate(arguments)
     if problems:
         text = "; ".join(f"{p}: {m}" for p, m in problems)
-        return failed("InvalidArguments", text, arguments)
+        return _failed(call, turn, "InvalidArguments", text, arguments)
     try:
         args, kwargs = reg.bind(arguments)
     except Exception as exc:
         text = "; ".join(f"{p}: {m}" for p, m in _problems(exc, "arguments"))
-        return failed("InvalidArguments", text, arguments)
-    started = time.perf_counter()
-    try:
-        result = reg.func(*args, **kwargs)
-    except Exception as exc:
-        duration = time.perf_counter() - started
-        return failed(type(exc).__name__, str(exc), arguments, duration)
-    duration = time.perf_counter() - started
+        return _failed(call, turn, "InvalidArguments", text, arguments)
+    return _Bound(reg, arguments, tuple(args), dict(kwargs))
+
+
+def _failed(
+    call: ToolCall,
+    turn: int,
+    kind: str,
+    message: str,
+    arguments: Any = None,
+    duration: float = 0.0,
+) -> ToolCallRecord:
+    error = f"{kind}: {message}"
+    return ToolCallRecord(
+        call.id,
+        call.function.name,
+        arguments,
+        call.function.arguments,
+        None,
+        error,
+        _error(kind, message),
+        duration,
+        turn,
+    )
+
+
+def _finished(
+    call: ToolCall, turn: int, bound: _Bound, result: Any, duration: float
+) -> ToolCallRecord:
     try:
         content = _content(result)
     except Exception as exc:
-        return failed(
-            type(exc).__name__, f"the result cannot be sent as JSON: {exc}", arguments, duration
+        return _failed(
+            call,
+            turn,
+            type(exc).__name__,
+            f"the result cannot be sent as JSON: {exc}",
+            bound.arguments,
+            duration,
         )
-    return ToolCallRecord(call.id, name, arguments, raw, result, None, content, duration, turn)
+    return ToolCallRecord(
+        call.id,
+        call.function.name,
+        bound.arguments,
+        call.function.arguments,
+        result,
+        None,
+        content,
+        duration,
+        turn,
+    )
+
+
+def _execute(registry: Mapping[str, _Registered], call: ToolCall, turn: int) -> ToolCallRecord:
+    bound = _bind_call(registry, call, turn)
+    if isinstance(bound, ToolCallRecord):
+        return bound
+    started = time.perf_counter()
+    try:
+        result = bound.reg.func(*bound.args, **bound.kwargs)
+        if inspect.isawaitable(result):  # an async tool under the sync client
+            result = _run_awaitable(result)
+    except Exception as exc:
+        duration = time.perf_counter() - started
+        return _failed(call, turn, type(exc).__name__, str(exc), bound.arguments, duration)
+    return _finished(call, turn, bound, result, time.perf_counter() - started)
+
+
+def _run_awaitable(awaitable: Any) -> Any:
+    """Run an async tool's awaitable to its end from sync code (a fresh event loop)."""
+    import asyncio
+
+    async def wait() -> Any:
+        return await awaitable
+
+    return asyncio.run(wait())
+
+
+async def _aexecute(
+    registry: Mapping[str, _Registered], call: ToolCall, turn: int
+) -> ToolCallRecord:
+    """:func:`_execute` for the async client: an async tool is awaited, a plain one runs
+    in a worker thread (so a blocking tool never stalls the event loop)."""
+    import asyncio
+
+    bound = _bind_call(registry, call, turn)
+    if isinstance(bound, ToolCallRecord):
+        return bound
+    func = bound.reg.func
+    started = time.perf_counter()
+    try:
+        if inspect.iscoroutinefunction(func):
+            result = await func(*bound.args, **bound.kwargs)
+        else:
+            result = await asyncio.to_thread(func, *bound.args, **bound.kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+    except Exception as exc:
+        duration = time.perf_counter() - started
+        return _failed(call, turn, type(exc).__name__, str(exc), bound.arguments, duration)
+    return _finished(call, turn, bound, result, time.perf_counter() - started)
 
 
 def _resendable(msg: Message) -> Message:
@@ -532,21 +626,43 @@ def _resendable(msg: Message) -> Message:
     )
 
 
-def run_tools(
-    client: Any,
-    model: str,
-    messages: Any,
-    tools: ToolsArg,
-    *,
-    max_turns: int = 5,
-    tool_choice: str | Mapping[str, Any] | None = None,
-    parallel_tool_calls: bool | None = None,
-    reset_tool_choice: bool = True,
-    on_max_turns: Literal["raise", "return"] = "raise",
-    **params: Any,
-) -> ToolRun:
-    """Run the tool loop: call ``model`` with ``tools``, execute the calls it asks for, send
-    the results back, and repeat until it answers without tool calls.
+@attrs.define(slots=True)
+class _Turn(Effect[ChatResponse]):
+    """One model call of the loop: ``client.chat``, awaited under the async client."""
+
+    client: Any
+    model: str
+    messages: list[Message]
+    params: dict[str, Any]
+
+    def run_sync(self) -> ChatResponse:
+        response: ChatResponse = self.client.chat(self.model, self.messages, **self.params)
+        return response
+
+    async def run_async(self) -> ChatResponse:
+        response: ChatResponse = await self.client.chat(self.model, self.messages, **self.params)
+        return response
+
+
+@attrs.define(slots=True)
+class _Call(Effect[ToolCallRecord]):
+    """One tool call of the loop."""
+
+    registry: Mapping[str, _Registered]
+    call: ToolCall
+    turn: int
+
+    def run_sync(self) -> ToolCallRecord:
+        return _execute(self.registry, self.call, self.turn)
+
+    async def run_async(self) -> ToolCallRecord:
+        return await _aexecute(self.registry, self.call, self.turn)
+
+
+def run_tools(client: Any, model: str, messages: Any, tools: ToolsArg, **kwargs: Any) -> ToolRun:
+    """Run the tool loop with a :class:`~chatcore.Client`: call ``model`` with ``tools``,
+    execute the calls it asks for, send the results back, and repeat until it answers
+    without tool calls.
 
     ``tools`` are functions (schemas derived by :func:`tool_from_function`), ``(function,
     Tool)`` pairs (your own schema), or a mapping of tool name to function. Calls of one turn
@@ -560,6 +676,31 @@ def run_tools(
     ``tool_choice`` applies to the first call only when ``reset_tool_choice`` (the default;
     ``"required"`` would otherwise never let the model answer). ``params`` go to every
     :meth:`Client.chat` call."""
+    return run_sync(_tool_loop(client, model, messages, tools, **kwargs))
+
+
+async def arun_tools(
+    client: Any, model: str, messages: Any, tools: ToolsArg, **kwargs: Any
+) -> ToolRun:
+    """The same loop with an :class:`~chatcore.AsyncClient`: model calls awaited, async
+    tools awaited, plain tools run in a worker thread."""
+    return await run_async(_tool_loop(client, model, messages, tools, **kwargs))
+
+
+async def _tool_loop(
+    client: Any,
+    model: str,
+    messages: Any,
+    tools: ToolsArg,
+    *,
+    max_turns: int = 5,
+    tool_choice: str | Mapping[str, Any] | None = None,
+    parallel_tool_calls: bool | None = None,
+    reset_tool_choice: bool = True,
+    on_max_turns: Literal["raise", "return"] = "raise",
+    **params: Any,
+) -> ToolRun:
+    """The tool loop, written once (see :func:`run_tools`)."""
     if not isinstance(max_turns, int) or isinstance(max_turns, bool) or max_turns < 1:
         raise ValidationError([("max_turns", f"expected an integer >= 1, got {max_turns!r}")])
     if on_max_turns not in ("raise", "return"):
@@ -582,7 +723,7 @@ def run_tools(
             call_params["tool_choice"] = choice
         if parallel_tool_calls is not None:
             call_params["parallel_tool_calls"] = parallel_tool_calls
-        response = client.chat(model, conversation, **call_params)
+        response = await _Turn(client, model, list(conversation), call_params)
         message = response.message
         calls = response.tool_calls
         if message is not None:
@@ -590,7 +731,7 @@ def run_tools(
         if not calls:
             return ToolRun(response, tuple(conversation), tuple(records), turn, completed=True)
         for call in calls:
-            record = _execute(registry, call, turn)
+            record = await _Call(registry, call, turn)
             records.append(record)
             conversation.append(Message(role="tool", content=record.content, tool_call_id=call.id))
         if reset_tool_choice:

@@ -42,20 +42,25 @@ from chatcore._http import (
     ERROR_BODY_LIMIT,
     READ_CHUNK,
     AttemptClock,
+    ErrorMapper,
+    HttpCall,
+    HttpResult,
     Origin,
     RedirectPolicy,
     cap_total,
     declared_length,
     detached_cause,
     dumps_body,
+    head_of,
     is_event_stream,
+    map_status,
     read_capped,
     read_truncated,
     too_large,
 )
 from chatcore._log import logger
 from chatcore._redact import redact
-from chatcore._sse import SSEEvent, iter_sse
+from chatcore._sse import SSEEvent, StreamDecoder, drain, iter_sse
 from chatcore.exceptions import (
     APIConnectionError,
     APIError,
@@ -64,22 +69,11 @@ from chatcore.exceptions import (
     ResponseTooLargeError,
     StreamError,
     error_from_requests_exception,
-    error_from_response,
     request_id_from,
 )
+from chatcore.models import ChatChunk
 
 _PY = platform.python_version()
-
-
-@attrs.frozen
-class HttpResult:
-    """A successful (2xx) answer: status, headers, decoded JSON, timing, request id."""
-
-    status_code: int
-    headers: Mapping[str, str]
-    data: Any
-    elapsed: float
-    request_id: str | None
 
 
 # --------------------------------------------------------------------------------------
@@ -253,8 +247,10 @@ class HttpTransport:
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        error_mapper: ErrorMapper | None = None,
     ) -> None:
         self.provider = provider
+        self.error_mapper = error_mapper
         self.base_url = base_url.rstrip("/")
         self.secrets = tuple(s for s in secrets if s)
         self.timeout = (connect_timeout, timeout)
@@ -355,6 +351,66 @@ class HttpTransport:
         else:
             return HttpResult(response.status_code, response.headers, data, elapsed, request_id)
         raise error from cause
+
+    def send(self, call: HttpCall, *, model: str | None = None) -> HttpResult:
+        """Send a provider's :class:`~chatcore.provider.HttpCall` (see :meth:`request`)."""
+        return self.request(
+            call.method,
+            call.path,
+            json_body=call.json,
+            params=call.params,
+            headers=call.headers,
+            model=model,
+            timeout=call.timeout,
+        )
+
+    def stream_chunks(
+        self,
+        call: HttpCall,
+        *,
+        model: str | None,
+        decoder: Callable[[HttpResult], StreamDecoder],
+    ) -> Generator[ChatChunk, None, None]:
+        """Open the stream ``call`` describes and yield the chunks the provider's decoder
+        makes of its events; the first chunk carries the answer's request id and headers.
+        Lazy: nothing is sent before the first ``next()``. Closing it releases the
+        connection; after the terminator, what is left of the body is drained so the
+        connection goes back to the pool."""
+        opened: list[requests.Response] = []
+        events = self.stream_events(
+            call.method,
+            call.path,
+            json_body=call.json,
+            params=call.params,
+            headers=call.headers,
+            model=model,
+            on_open=opened.append,
+        )
+        try:
+            first = True
+            decode: StreamDecoder | None = None
+            for event in events:
+                if decode is None:
+                    decode = decoder(head_of(opened[0]))
+                for chunk in decode.feed(event):
+                    if first:
+                        first = False
+                        head = opened[0].headers
+                        chunk = attrs.evolve(chunk, request_id=request_id_from(head), headers=head)
+                    yield chunk
+                if decode.done:
+                    drain(events)
+                    return
+            if decode is None:
+                decode = decoder(head_of(opened[0]))
+            for chunk in decode.end():
+                if first:
+                    first = False
+                    head = opened[0].headers
+                    chunk = attrs.evolve(chunk, request_id=request_id_from(head), headers=head)
+                yield chunk
+        finally:
+            events.close()
 
     def stream_events(
         self,
@@ -556,13 +612,14 @@ class HttpTransport:
             body = b""  # the status says what failed; a broken body adds nothing
         finally:
             response.close()
-        error = error_from_response(
+        error = map_status(
             response.status_code,
             body,
             CaseInsensitiveDict(response.headers),
             provider=self.provider,
             model=attempt.model,
             secrets=self.secrets,
+            mapper=self.error_mapper,
         )
         error.latency = time.perf_counter() - started  # type: ignore[attr-defined]
         raise error

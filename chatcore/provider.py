@@ -5,8 +5,9 @@ hook. The core resolves the provider's configuration (explicit settings, then
 ``CHATCORE_<PROVIDER>_<OPTION>``, then the vendor's own variables, then defaults) into a
 :class:`ProviderConfig` and calls the spec's factory with it, lazily, once per client.
 The resulting :class:`Provider` only translates: a :class:`~chatcore.models.ChatRequest`
-to its wire format, and the answer back to a :class:`~chatcore.models.ChatResponse`,
-through the core's :class:`HttpTransport`. It never retries, sleeps or logs secrets.
+to an :class:`HttpCall`, and the answer back to a :class:`~chatcore.models.ChatResponse`
+or chunks; the core's transports (requests, aiohttp) send. It never retries, sleeps or
+logs secrets.
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ from chatcore._http import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_REDIRECTS,
     DEFAULT_MAX_RESPONSE_BYTES,
+    HttpCall,
+    HttpResult,
 )
 from chatcore._redact import redact_url, url_credentials
 from chatcore._sse import (
+    OpenAIStreamDecoder,
     SSEEvent,
+    StreamDecoder,
     chunk_from_dict,
+    decode_events,
     drain,
     iter_sse,
     openai_chunks,
@@ -36,21 +42,26 @@ from chatcore.exceptions import ConfigurationError
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse, to_tuple
 
 if TYPE_CHECKING:
-    from chatcore._transport import HttpResult, HttpTransport
+    from chatcore._transport import HttpTransport
 
 __all__ = [
     "CAPABILITIES",
     "COMMON_OPTIONS",
+    "HttpCall",
     "HttpResult",
+    "HttpTarget",
     "HttpTransport",
     "ModelInfo",
+    "OpenAIStreamDecoder",
     "Option",
     "Provider",
     "ProviderConfig",
     "ProviderSpec",
     "SSEEvent",
     "Secret",
+    "StreamDecoder",
     "chunk_from_dict",
+    "decode_events",
     "drain",
     "iter_sse",
     "model_infos",
@@ -359,17 +370,47 @@ def _url_problem(spec: ProviderSpec, name: str, value: str, source: str) -> str 
     )
 
 
-class Provider:
-    """Base class of a provider: translate requests, talk through :attr:`transport`.
+@attrs.frozen(repr=False)
+class HttpTarget:
+    """Where a provider's requests go and what every one of them carries: the base URL,
+    the headers (credentials included) and default query parameters. The core builds its
+    transports (requests, aiohttp) from it; credentials go only to the base URL's origin."""
 
-    Subclasses implement :meth:`chat` (one attempt, no retries) and may implement
-    :meth:`list_models`. The provider fills ``request_id`` and ``headers`` of the response
-    (``ChatResponse.from_dict(..., request_id=..., headers=...)``); the core sets
+    base_url: str
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    params: Mapping[str, str] = attrs.field(factory=dict)
+
+    def __repr__(self) -> str:
+        return f"HttpTarget({redact_url(self.base_url)!r}, headers=[{len(self.headers)} set])"
+
+
+class Provider:
+    """Base class of a provider. A provider **translates**; the core sends.
+
+    In ``__init__`` it calls :meth:`set_target` (base URL, credential headers, default
+    query). It then turns a :class:`~chatcore.models.ChatRequest` into an
+    :class:`HttpCall` (:meth:`prepare_chat`, :meth:`prepare_stream`,
+    :meth:`prepare_models`) and the answer back (:meth:`parse_chat`, a
+    :class:`StreamDecoder` from :meth:`stream_decoder` fed one event at a time,
+    :meth:`parse_models`), optionally mapping its own error bodies (:meth:`map_error`) and
+    rate-limit headers (:meth:`rate_limit_headers`). It never performs I/O, sleeps or
+    retries, so the same provider serves :class:`~chatcore.Client` (requests) and
+    :class:`~chatcore.AsyncClient` (aiohttp).
+
+    A provider written against chatcore 0.1 (overriding :meth:`chat` / :meth:`stream` /
+    :meth:`list_models` and sending through :meth:`make_transport`) keeps working: under
+    ``Client`` as before, under ``AsyncClient`` in a worker thread (``chatcore plugins``
+    flags it as sync-only).
+
+    The provider fills ``request_id`` and ``headers`` of the response; the core sets
     ``provider``, ``latency``, ``attempts`` and ``cached``.
     """
 
-    #: Overridden by subclasses that build a transport from the config.
+    #: The requests transport (built from :attr:`target` on first sync use; a 0.1
+    #: provider sets it itself through :meth:`make_transport`).
     transport: HttpTransport | None = None
+    #: Where requests go (set by :meth:`set_target`).
+    target: HttpTarget | None = None
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -383,25 +424,126 @@ class Provider:
     @property
     def base_url(self) -> str:
         """The resolved base URL (part of cache keys; never contains the key)."""
+        if self.target is not None:
+            return self.target.base_url
         return str(self.config.get("base_url") or "")
+
+    @property
+    def translates(self) -> bool:
+        """True when the provider follows the translate-only contract (it implements
+        :meth:`prepare_chat`); False for a 0.1 provider that does its own I/O."""
+        return type(self).prepare_chat is not Provider.prepare_chat
+
+    # --- the translate-only contract ----------------------------------------------------
+
+    def set_target(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> HttpTarget:
+        """Say where requests go and what each carries (call it in ``__init__``)."""
+        self.target = HttpTarget(base_url.rstrip("/"), dict(headers or {}), dict(params or {}))
+        return self.target
+
+    def prepare_chat(self, request: ChatRequest) -> HttpCall:
+        """The HTTP call for one chat attempt (raise
+        :class:`~chatcore.exceptions.ValidationError` for what the API would refuse)."""
+        raise NotImplementedError(f"provider {self.name!r} does not implement prepare_chat")
+
+    def parse_chat(self, request: ChatRequest, result: HttpResult) -> ChatResponse:
+        """The :class:`~chatcore.models.ChatResponse` of a 2xx answer, or a typed error
+        (:class:`~chatcore.exceptions.ResponseDecodeError` for a body that is not one)."""
+        raise NotImplementedError(f"provider {self.name!r} does not implement parse_chat")
+
+    def prepare_stream(self, request: ChatRequest) -> HttpCall:
+        """The HTTP call that opens a stream (``stream=True``)."""
+        raise NotImplementedError(f"provider {self.name!r} does not implement streaming")
+
+    def stream_decoder(self, request: ChatRequest, result: HttpResult) -> StreamDecoder:
+        """A fresh decoder for the events of one stream; ``result`` is the answer's head
+        (status, headers, request id; no data)."""
+        return OpenAIStreamDecoder(
+            provider=self.name, model=request.model, secrets=self.config.secrets
+        )
+
+    def prepare_models(self) -> HttpCall:
+        """The HTTP call that lists the models."""
+        raise NotImplementedError(f"provider {self.name!r} cannot list models")
+
+    def parse_models(self, result: HttpResult) -> list[ModelInfo]:
+        """The models a 2xx model-list answer names."""
+        raise NotImplementedError(f"provider {self.name!r} cannot list models")
+
+    def map_error(self, status_code: int, body: bytes, headers: Mapping[str, str]) -> Any:
+        """A provider-specific :class:`~chatcore.exceptions.APIStatusError` for an error
+        answer whose body is not OpenAI-shaped, or ``None`` for the core's own mapping
+        (which already reads OpenAI, TGI and Hugging Face error bodies)."""
+        return None
+
+    def rate_limit_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """The answer's rate-limit headers in the ``x-ratelimit-*`` family the limiter
+        reads (``x-ratelimit-remaining-requests``, ``x-ratelimit-reset-requests`` as a
+        duration, and the same for ``tokens``). Override to translate another family."""
+        return headers
+
+    # --- sync use (Client) and 0.1 compatibility ---------------------------------------
+
+    def sync_transport(self) -> HttpTransport:
+        """The requests transport for :attr:`target`, created on first use."""
+        if self.transport is None:
+            if self.target is None:
+                raise NotImplementedError(
+                    f"provider {self.name!r} set no target (call set_target in __init__)"
+                )
+            self.transport = self.make_transport(
+                base_url=self.target.base_url,
+                headers=self.target.headers,
+                params=self.target.params,
+            )
+        return self.transport
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         """Send one chat request and return the provider's answer (one attempt)."""
-        raise NotImplementedError(f"provider {self.name!r} does not implement chat")
+        result = self.sync_transport().send(self.prepare_chat(request), model=request.model)
+        return self.parse_chat(request, result)
 
     def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
         """Stream one chat (one attempt): a generator that sends nothing until the first
         ``next()``, raises typed errors before the first chunk, and yields chunks."""
-        raise NotImplementedError(f"provider {self.name!r} does not implement streaming")
+        call = self.prepare_stream(request)
+        return self.sync_transport().stream_chunks(
+            call, model=request.model, decoder=lambda head: self.stream_decoder(request, head)
+        )
 
     def list_models(self) -> list[ModelInfo]:
         """The models this provider serves."""
-        raise NotImplementedError(f"provider {self.name!r} cannot list models")
+        return self.parse_models(self.sync_transport().send(self.prepare_models()))
 
     def close(self) -> None:
         """Release the connection pool."""
         if self.transport is not None:
             self.transport.close()
+
+    def transport_options(self) -> dict[str, Any]:
+        """The transport settings from the common options (timeouts, pool size, redirect
+        limit, size caps, secrets, error mapping): the same for every transport."""
+        return {
+            "provider": self.name,
+            "secrets": self.config.secrets,
+            "timeout": float(self.config.get("timeout")),
+            "connect_timeout": float(self.config.get("connect_timeout")),
+            "pool_maxsize": int(self.config.get("pool_maxsize")),
+            "chunk_timeout": float(self.config.get("chunk_timeout")),
+            "max_redirects": int(self.config.get("max_redirects", DEFAULT_MAX_REDIRECTS)),
+            "max_response_bytes": int(
+                self.config.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+            ),
+            "max_event_bytes": int(self.config.get("max_event_bytes", DEFAULT_MAX_EVENT_BYTES)),
+            "user_agent_product": (self.config.spec.plugin, self.config.spec.version),
+            "error_mapper": self.map_error,
+        }
 
     def make_transport(
         self,
@@ -410,26 +552,12 @@ class Provider:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> HttpTransport:
-        """A transport configured from the common options (timeouts, pool size, redirect
-        limit, size caps, secrets)."""
+        """A requests transport configured from the common options (timeouts, pool size,
+        redirect limit, size caps, secrets)."""
         from chatcore._transport import HttpTransport
 
         return HttpTransport(
-            provider=self.name,
-            base_url=base_url,
-            headers=headers,
-            params=params,
-            secrets=self.config.secrets,
-            timeout=float(self.config.get("timeout")),
-            connect_timeout=float(self.config.get("connect_timeout")),
-            pool_maxsize=int(self.config.get("pool_maxsize")),
-            chunk_timeout=float(self.config.get("chunk_timeout")),
-            max_redirects=int(self.config.get("max_redirects", DEFAULT_MAX_REDIRECTS)),
-            max_response_bytes=int(
-                self.config.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
-            ),
-            max_event_bytes=int(self.config.get("max_event_bytes", DEFAULT_MAX_EVENT_BYTES)),
-            user_agent_product=(self.config.spec.plugin, self.config.spec.version),
+            base_url=base_url, headers=headers, params=params, **self.transport_options()
         )
 
     def __repr__(self) -> str:
@@ -458,7 +586,7 @@ def model_infos(provider: str, data: Iterable[Mapping[str, Any]]) -> list[ModelI
 
 def __getattr__(name: str) -> Any:
     # the transport (and so requests) is imported on first use, not at ``import chatcore``
-    if name in ("HttpResult", "HttpTransport"):
+    if name == "HttpTransport":
         from chatcore import _transport
 
         return getattr(_transport, name)

@@ -70,11 +70,11 @@ def test_transport_pool_and_timeouts_are_configurable(make_client, server):
             }
         }
     )
-    transport = client.provider("wire").transport
+    transport = client.provider("wire").sync_transport()
     adapter = transport.session.get_adapter(server.base_url)
     assert adapter._pool_maxsize == 64
     assert transport.timeout == (2.0, 30.0)
-    default = make_client().provider("wire").transport
+    default = make_client().provider("wire").sync_transport()
     assert default.session.get_adapter(server.base_url)._pool_maxsize >= 32
     assert default.timeout == (5.0, 600.0)
 

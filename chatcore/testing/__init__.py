@@ -24,6 +24,7 @@ _EXPORTS = {
     "LogCapture": "helpers",
     "MetricsRecorder": "helpers",
     "OpenAIWireProvider": "helpers",
+    "LegacyWireProvider": "helpers",
     "ProviderConformance": "conformance",
     "RecordedRequest": "server",
     "RecordingSleep": "helpers",

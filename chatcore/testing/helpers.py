@@ -22,6 +22,8 @@ import attrs
 from chatcore.hookspecs import hookimpl
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse, Choice, Message, Usage
 from chatcore.provider import (
+    HttpCall,
+    HttpResult,
     ModelInfo,
     Provider,
     ProviderConfig,
@@ -32,6 +34,7 @@ from chatcore.provider import (
 
 __all__ = [
     "ClientFactory",
+    "LegacyWireProvider",
     "LogCapture",
     "MetricsRecorder",
     "OpenAIWireProvider",
@@ -56,10 +59,43 @@ _WORDS = re.compile(r"\s*\S+|\s+$")
 
 
 class OpenAIWireProvider(Provider):
-    """The smallest real provider: OpenAI Chat Completions over the core's transport
-    (``api_key`` required, ``base_url``), with chat, stream (usage asked for) and model
-    listing. Register it under any name in a test plugin to exercise the pipeline against
-    :class:`~chatcore.testing.server.StandInServer` without installing a provider plugin."""
+    """The smallest real provider: OpenAI Chat Completions (``api_key`` required,
+    ``base_url``), with chat, stream (usage asked for) and model listing. It only
+    translates, so it runs under :class:`~chatcore.Client` and
+    :class:`~chatcore.AsyncClient` alike. Register it under any name in a test plugin to
+    exercise the pipeline against :class:`~chatcore.testing.server.StandInServer` without
+    installing a provider plugin."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        key = config.require("api_key")
+        self.set_target(config["base_url"], headers={"Authorization": f"Bearer {key}"})
+
+    def prepare_chat(self, request: ChatRequest) -> HttpCall:
+        return HttpCall("POST", "/chat/completions", json=request.to_openai_dict())
+
+    def parse_chat(self, request: ChatRequest, result: HttpResult) -> ChatResponse:
+        return ChatResponse.from_dict(
+            result.data, provider=self.name, request_id=result.request_id, headers=result.headers
+        )
+
+    def prepare_stream(self, request: ChatRequest) -> HttpCall:
+        body = request.to_openai_dict()
+        body.setdefault("stream_options", {"include_usage": True})
+        return HttpCall("POST", "/chat/completions", json=body, stream=True)
+
+    def prepare_models(self) -> HttpCall:
+        return HttpCall("GET", "/models")
+
+    def parse_models(self, result: HttpResult) -> list[ModelInfo]:
+        return model_infos(self.name, result.data["data"])
+
+
+class LegacyWireProvider(Provider):
+    """:class:`OpenAIWireProvider` written as chatcore 0.1 providers were: it performs its
+    own I/O (``chat`` / ``stream`` / ``list_models`` over :meth:`Provider.make_transport`).
+    For testing the compatibility path: such a provider works under ``Client``, and under
+    ``AsyncClient`` in worker threads."""
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)

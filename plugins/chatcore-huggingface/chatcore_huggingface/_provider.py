@@ -1,51 +1,45 @@
-"""The ``huggingface`` provider: one attempt per call to the HF router, a dedicated
-Inference Endpoint or a TGI server, through the core's transport (which maps every HTTP
-failure, including HF's 503 "model is loading", to a typed chatcore error)."""
+"""The ``huggingface`` provider: it translates, the core sends. Each request becomes an
+:class:`~chatcore.provider.HttpCall` for the HF router, a dedicated Inference Endpoint or a
+TGI server, and each answer a response, chunks or a typed error; the core's transports
+(requests for ``Client``, aiohttp for ``AsyncClient``) do the I/O and map every HTTP
+failure, including TGI's ``{"error", "error_type"}`` bodies and HF's 503 "model is
+loading" with ``estimated_time``, to a typed chatcore error."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import attrs
 
-from chatcore.exceptions import request_id_from
-from chatcore.models import ChatChunk, ChatRequest, ChatResponse
+from chatcore.models import ChatRequest, ChatResponse
 from chatcore.provider import (
+    HttpCall,
     HttpResult,
     ModelInfo,
+    OpenAIStreamDecoder,
     Provider,
     ProviderConfig,
-    drain,
-    stream_chat_completions,
+    StreamDecoder,
 )
 from chatcore_huggingface._spec import DEFAULT_BASE_URL
 from chatcore_huggingface._wire import (
     Api,
+    GenerateStreamDecoder,
     chat_body,
     chat_response,
+    chat_stream_body,
     endpoints,
     generate_body,
     generate_response,
-    generate_stream_chunks,
     models_from_payload,
 )
 
 __all__ = ["HuggingFaceProvider"]
 
 
-def _request_id(result: HttpResult) -> str | None:
-    return result.request_id
-
-
-def _with_headers(response: ChatResponse, result: HttpResult) -> ChatResponse:
-    """Attach the answer's headers (the core's rate limiter reads ``x-ratelimit-*``)."""
-    return attrs.evolve(response, headers=result.headers)
-
-
 class HuggingFaceProvider(Provider):
     """Chat through ``/v1/chat/completions`` (``api="chat"``) or TGI's native ``/generate``
-    (``api="generate"``); models through ``/v1/models``. Never retries or sleeps."""
+    and ``/generate_stream`` (``api="generate"``); models through ``/v1/models``. Performs
+    no I/O, never retries or sleeps: the base class's ``chat`` / ``stream`` /
+    ``list_models`` send the calls made here through the core's transport."""
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -61,89 +55,70 @@ class HuggingFaceProvider(Provider):
             headers["X-HF-Bill-To"] = str(bill_to)
         if config.get("wait_for_model"):
             headers["x-wait-for-model"] = "true"
-        self.transport = self.make_transport(base_url=self.endpoints.base_url, headers=headers)
+        self.set_target(self.endpoints.base_url, headers=headers)
 
-    @property
-    def base_url(self) -> str:
-        """The resolved base URL (never contains the token)."""
-        return self.endpoints.base_url
+    # --- chat ---------------------------------------------------------------------------
 
-    def chat(self, request: ChatRequest) -> ChatResponse:
-        """One chat attempt; invalid combinations raise ``ValidationError`` unsent."""
-        transport = self.transport
-        assert transport is not None
+    def prepare_chat(self, request: ChatRequest) -> HttpCall:
+        """``POST /v1/chat/completions``, or ``POST /generate`` with ``api="generate"``;
+        what the server would refuse raises ``ValidationError`` here, unsent."""
         if self.api == "generate":
-            body = generate_body(request)
-            result = transport.request(
-                "POST", self.endpoints.generate, json_body=body, model=request.model
-            )
+            return HttpCall("POST", self.endpoints.generate, json=generate_body(request))
+        return HttpCall("POST", self.endpoints.chat, json=chat_body(request))
+
+    def parse_chat(self, request: ChatRequest, result: HttpResult) -> ChatResponse:
+        """The response of a 2xx answer, with the answer's headers (the core's rate limiter
+        reads ``x-ratelimit-*``); ``ResponseDecodeError`` for a body that is not one."""
+        if self.api == "generate":
             response = generate_response(
                 result.data,
                 result.headers,
                 request,
-                request_id=_request_id(result),
+                request_id=result.request_id,
                 status_code=result.status_code,
-                secrets=transport.secrets,
+                secrets=self.config.secrets,
             )
-            return _with_headers(response, result)
-        body = chat_body(request)
-        result = transport.request("POST", self.endpoints.chat, json_body=body, model=request.model)
-        response = chat_response(
-            result.data,
-            request,
-            request_id=_request_id(result),
-            status_code=result.status_code,
-            secrets=transport.secrets,
-        )
-        return _with_headers(response, result)
+        else:
+            response = chat_response(
+                result.data,
+                request,
+                request_id=result.request_id,
+                status_code=result.status_code,
+                secrets=self.config.secrets,
+            )
+        return attrs.evolve(response, headers=result.headers)
 
-    def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
-        """One streaming attempt: OpenAI-style SSE from the chat route (usage asked for), or
-        TGI's ``/generate_stream`` token events with ``api="generate"``."""
-        transport = self.transport
-        assert transport is not None
+    # --- streams ------------------------------------------------------------------------
+
+    def prepare_stream(self, request: ChatRequest) -> HttpCall:
+        """The OpenAI-style stream of the chat route (usage asked for unless the request
+        sets ``stream_options``), or TGI's ``POST /generate_stream`` with
+        ``api="generate"``."""
         if self.api == "generate":
-            body = generate_body(request)
-            opened: dict[str, Any] = {}
-
-            def remember(response: Any) -> None:
-                opened["headers"] = response.headers
-
-            events = transport.stream_events(
-                "POST",
-                self.endpoints.generate_stream,
-                json_body=body,
-                model=request.model,
-                on_open=remember,
+            return HttpCall(
+                "POST", self.endpoints.generate_stream, json=generate_body(request), stream=True
             )
-            try:
-                first = True
-                for chunk in generate_stream_chunks(
-                    events,
-                    request,
-                    request_id=lambda: request_id_from(opened.get("headers") or {}),
-                    secrets=transport.secrets,
-                ):
-                    if first:
-                        chunk = attrs.evolve(chunk, headers=opened.get("headers"))
-                        first = False
-                    yield chunk
-                drain(events)
-            finally:
-                events.close()
-            return
-        body = chat_body(request)
-        body["stream"] = True
-        body.setdefault("stream_options", {"include_usage": True})
-        yield from stream_chat_completions(
-            transport, self.endpoints.chat, body, provider=self.name, model=request.model
+        return HttpCall("POST", self.endpoints.chat, json=chat_stream_body(request), stream=True)
+
+    def stream_decoder(self, request: ChatRequest, result: HttpResult) -> StreamDecoder:
+        """A :class:`GenerateStreamDecoder` for ``/generate_stream`` (its chunks carry the
+        answer's request id), else the core's OpenAI decoder (``[DONE]`` required)."""
+        if self.api == "generate":
+            return GenerateStreamDecoder(
+                request.model, request_id=result.request_id, secrets=self.config.secrets
+            )
+        return OpenAIStreamDecoder(
+            provider=self.name, model=request.model, secrets=self.config.secrets
         )
 
-    def list_models(self) -> list[ModelInfo]:
-        """The models the router lists, or the model a TGI server serves."""
-        transport = self.transport
-        assert transport is not None
-        result = transport.request("GET", self.endpoints.models)
+    # --- models -------------------------------------------------------------------------
+
+    def prepare_models(self) -> HttpCall:
+        """``GET /v1/models`` (the router's list, or the one model a TGI server serves)."""
+        return HttpCall("GET", self.endpoints.models)
+
+    def parse_models(self, result: HttpResult) -> list[ModelInfo]:
+        """The models a 2xx model-list answer names."""
         return models_from_payload(
-            result.data, status_code=result.status_code, secrets=transport.secrets
+            result.data, status_code=result.status_code, secrets=self.config.secrets
         )

@@ -1,13 +1,14 @@
-"""Translation between chatcore's types and the Hugging Face wire formats: endpoint URLs,
-the chat body under TGI's parameter rules, TGI's native ``/generate`` body and reply, and
-the checks that reject what a Hugging Face server would refuse, before anything is sent."""
+"""Translation between chatcore's types and the Hugging Face wire formats, with no I/O:
+endpoint URLs, the chat body under TGI's parameter rules, TGI's native ``/generate`` body
+and reply, the decoder of ``/generate_stream`` events, and the checks that reject what a
+Hugging Face server would refuse, before anything is sent."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -27,9 +28,11 @@ from chatcore.provider import ModelInfo, SSEEvent, model_infos, stream_error_fro
 __all__ = [
     "Api",
     "Endpoints",
+    "GenerateStreamDecoder",
     "build_prompt",
     "chat_body",
     "chat_response",
+    "chat_stream_body",
     "endpoints",
     "generate_body",
     "generate_response",
@@ -426,85 +429,135 @@ def _new_id(prefix: str) -> str:
 # Streams
 
 
-def generate_stream_chunks(
-    events: Iterable[SSEEvent],
-    request: ChatRequest,
-    *,
-    request_id: Callable[[], str | None],
-    secrets: tuple[str, ...] = (),
-) -> Iterator[ChatChunk]:
-    """Turn TGI ``/generate_stream`` token events into chat chunks: one content delta per
-    non-special token; the last event (``generated_text`` set) gives the finish reason and
-    usage. TGI sends no ``[DONE]``: a stream that ends before that last event, or an
-    in-band ``{"error", "error_type"}`` event, raises :class:`StreamError`."""
-    chunk_id = ""
-    created = int(time.time())
-    text: list[str] = []
-    for event in events:
+def chat_stream_body(request: ChatRequest) -> dict[str, Any]:
+    """The streaming ``POST /v1/chat/completions`` body: :func:`chat_body` with
+    ``"stream": true`` and, unless the request sets its own ``stream_options``,
+    ``{"include_usage": true}`` so that the last chunk carries the usage."""
+    body = chat_body(request)
+    body["stream"] = True
+    body.setdefault("stream_options", {"include_usage": True})
+    return body
+
+
+class GenerateStreamDecoder:
+    """Decodes TGI's ``/generate_stream`` token events into chat chunks, one event at a
+    time, with no I/O (a :class:`~chatcore.provider.StreamDecoder`).
+
+    Each event with a non-special token gives one content delta (the first chunk also says
+    ``role: assistant``, even when its token is special); the final event, the one with
+    ``generated_text`` set, gives one more chunk with the finish reason (``eos_token`` and
+    ``stop_sequence`` -> ``stop``, ``length`` stays) and the usage (``details.input_length``
+    and ``details.generated_tokens``), and sets :attr:`done`. TGI sends no ``[DONE]``:
+    :meth:`end` (EOF before the final event) raises :class:`StreamError`, as does an event
+    that is not JSON; an in-band ``{"error", "error_type"}`` event raises the
+    :class:`StreamError` :func:`~chatcore.provider.stream_error_from_event` makes of it.
+    Every error carries the text received so far as ``partial_text``.
+
+    ``request_id`` (the answer's, from its head) is each chunk's ``request_id`` and their
+    ``id``; without one, the chunks share a generated ``gen-...`` id."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        request_id: str | None = None,
+        secrets: Iterable[str] = (),
+        created: int | None = None,
+    ) -> None:
+        self.model = model
+        self.request_id = request_id
+        self.secrets = tuple(secrets)
+        self.created = int(time.time()) if created is None else created
+        self.done = False
+        self._id = ""
+        self._text: list[str] = []
+        self._started = False
+
+    @property
+    def partial_text(self) -> str:
+        """The text decoded so far."""
+        return "".join(self._text)
+
+    def _error(self, message: str) -> StreamError:
+        return StreamError(
+            message,
+            provider=PROVIDER,
+            model=self.model,
+            partial_text=self.partial_text,
+            secrets=self.secrets,
+        )
+
+    def _chunk(self, delta: Mapping[str, Any], finish_reason: str | None) -> ChatChunk:
+        return ChatChunk(
+            id=self._id,
+            model=self.model,
+            created=self.created,
+            choices=({"index": 0, "delta": dict(delta), "finish_reason": finish_reason},),
+            provider=PROVIDER,
+            request_id=self.request_id,
+        )
+
+    def feed(self, event: SSEEvent) -> tuple[ChatChunk, ...]:
+        """The chunks one ``/generate_stream`` event makes: none, one (a token), or two (the
+        last token and the finish)."""
+        if self.done:
+            return ()
         try:
             payload = json.loads(event.data)
         except ValueError as exc:
-            raise StreamError(
-                f"a /generate_stream event is not JSON: {event.data[:200]!r}",
-                provider=PROVIDER,
-                model=request.model,
-                partial_text="".join(text),
+            raise self._error(
+                f"a /generate_stream event is not JSON: {event.data[:200]!r}"
             ) from exc
         if not isinstance(payload, Mapping):
-            continue
+            return ()
         if payload.get("error") is not None:
             raise stream_error_from_event(
                 payload,
                 provider=PROVIDER,
-                model=request.model,
-                partial_text="".join(text),
-                secrets=secrets,
+                model=self.model,
+                partial_text=self.partial_text,
+                secrets=self.secrets,
             )
-        if not chunk_id:
-            chunk_id = request_id() or _new_id("gen")
-        first = not text and chunk_id
+        if not self._id:
+            self._id = self.request_id or _new_id("gen")
+        chunks: list[ChatChunk] = []
         token = payload.get("token")
         piece = ""
         if isinstance(token, Mapping) and not token.get("special"):
             value = token.get("text")
             piece = value if isinstance(value, str) else ""
-        delta: dict[str, Any] = {"content": piece}
-        if first:
-            delta["role"] = "assistant"
-        if piece or first:
-            text.append(piece)
-            yield ChatChunk(
-                id=chunk_id,
-                model=request.model,
-                created=created,
-                choices=({"index": 0, "delta": delta, "finish_reason": None},),
-                provider=PROVIDER,
-                request_id=request_id(),
-            )
+        if piece or not self._started:
+            delta: dict[str, Any] = {"content": piece}
+            if not self._started:
+                delta["role"] = "assistant"
+                self._started = True
+            self._text.append(piece)
+            chunks.append(self._chunk(delta, None))
         if payload.get("generated_text") is not None:
-            details = payload.get("details")
-            details = details if isinstance(details, Mapping) else {}
-            raw = details.get("finish_reason")
-            reason = FINISH_REASONS.get(raw, raw) if isinstance(raw, str) else "stop"
-            usage = None
-            generated = details.get("generated_tokens")
-            prompt = details.get("input_length")
-            if isinstance(generated, int) or isinstance(prompt, int):
-                g = generated if isinstance(generated, int) else 0
-                p = prompt if isinstance(prompt, int) else 0
-                usage = Usage(prompt_tokens=p, completion_tokens=g, total_tokens=p + g)
-            yield ChatChunk(
-                id=chunk_id,
-                model=request.model,
-                created=created,
-                choices=({"index": 0, "delta": {}, "finish_reason": reason},),
-                usage=usage,
-                provider=PROVIDER,
-            )
-            return
-    raise StreamError(
-        "the /generate_stream stream ended before its final event (connection cut?)",
-        provider=PROVIDER,
-        model=request.model,
-        partial_text="".join(text),
-    )
+            chunks.append(self._finish(payload.get("details")))
+            self.done = True
+        return tuple(chunks)
+
+    def _finish(self, details: Any) -> ChatChunk:
+        details = details if isinstance(details, Mapping) else {}
+        raw = details.get("finish_reason")
+        reason = FINISH_REASONS.get(raw, raw) if isinstance(raw, str) else "stop"
+        generated = _count(details.get("generated_tokens"))
+        prompt = _count(details.get("input_length"))
+        usage = None
+        if generated is not None or prompt is not None:
+            g, p = generated or 0, prompt or 0
+            usage = Usage(prompt_tokens=p, completion_tokens=g, total_tokens=p + g)
+        return attrs.evolve(self._chunk({}, reason), usage=usage)
+
+    def end(self) -> tuple[ChatChunk, ...]:
+        """EOF: after the final event, nothing; before it, a :class:`StreamError`."""
+        if self.done:
+            return ()
+        raise self._error(
+            "the /generate_stream stream ended before its final event (connection cut?)"
+        )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -276,3 +276,49 @@ def test_generate_stream_error_status_before_the_stream(
     with pytest.raises(exc.UnprocessableEntityError) as info:
         make_client(tgi.url, token=None, api="generate").stream("huggingface:tgi", "x")
     assert "inputs" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+# Checks made before sending, and the provider's own entry points
+
+
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+
+
+@pytest.mark.parametrize(
+    ("api", "options", "match"),
+    [
+        ("generate", {"tools": TOOLS}, "tools need api='chat'"),
+        ("chat", {"tools": TOOLS, "response_format": {"type": "json_object"}}, "exclusive"),
+        ("chat", {"top_p": 0}, "top_p"),
+    ],
+)
+def test_stream_validation_errors_are_raised_unsent_and_not_retried(
+    tgi: StandInServer, make_client: Any, api: str, options: dict[str, Any], match: str
+) -> None:
+    slept: list[float] = []
+    policy = chatcore.RetryPolicy(max_retries=2, sleep=slept.append)
+    client = make_client(tgi.url, token=None, api=api, retry=policy)
+    with pytest.raises(chatcore.ValidationError, match=match):
+        client.stream("huggingface:tgi", "Hi", **options)
+    assert tgi.requests == []
+    assert slept == []
+
+
+def test_the_provider_alone_sends_through_the_core(tgi: StandInServer, make_client: Any) -> None:
+    # chat / stream / list_models are the base class's: the plugin only translates
+    from chatcore.models import ChatRequest, Message
+
+    provider = make_client(tgi.url, token=None, api="generate").provider("huggingface")
+    request = ChatRequest(
+        provider="huggingface", model="tgi", messages=(Message(role="user", content="Hi"),)
+    )
+    chunks = provider.stream(request)
+    assert tgi.requests == []  # lazy: nothing is sent before next()
+    assert "".join(c.text for c in chunks).endswith("You said: Hi")
+    assert tgi.last_request.path == "/generate_stream"
+    assert provider.chat(request).text.endswith("You said: Hi")
+    assert tgi.last_request.path == "/generate"
+    assert [m.id for m in provider.list_models()]
+    assert tgi.last_request.path == "/v1/models"
+    assert len(tgi.requests) == 3

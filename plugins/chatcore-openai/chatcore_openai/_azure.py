@@ -109,14 +109,11 @@ class AzureOpenAIProvider(ChatCompletionsProvider):
         self.api_version = version
         self.deployment: str | None = header_value(config, "deployment")
         if version == V1:
-            self.http = self.make_transport(base_url=f"{self.endpoint}/openai/v1", headers=headers)
+            self.set_target(f"{self.endpoint}/openai/v1", headers=headers)
         else:
-            self.http = self.make_transport(
-                base_url=f"{self.endpoint}/openai",
-                headers=headers,
-                params={"api-version": version},
+            self.set_target(
+                f"{self.endpoint}/openai", headers=headers, params={"api-version": version}
             )
-        self.transport = self.http
 
     @property
     def v1(self) -> bool:
@@ -126,7 +123,8 @@ class AzureOpenAIProvider(ChatCompletionsProvider):
     @property
     def base_url(self) -> str:
         """Where requests go (part of cache keys; never the key): the v1 base, or the
-        deployments path with its ``api-version``."""
+        deployments path with its ``api-version``. (The target's base URL, which requests
+        are built on, is ``{endpoint}/openai`` for dated versions.)"""
         if self.v1:
             return f"{self.endpoint}/openai/v1"
         path = f"{self.endpoint}/openai/deployments"

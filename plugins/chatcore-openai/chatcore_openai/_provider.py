@@ -42,14 +42,15 @@ OPTIONS: dict[str, Option] = {
 
 class OpenAIProvider(ChatCompletionsProvider):
     """OpenAI Chat Completions at ``base_url``: ``POST {base_url}/chat/completions`` and
-    ``GET {base_url}/models`` with ``Authorization: Bearer <api_key>``."""
+    ``GET {base_url}/models`` with ``Authorization: Bearer <api_key>`` (described as
+    :class:`~chatcore.provider.HttpCall` objects; the core sends them)."""
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         config = self.config
         # resolve_config already requires the key; require() covers a config built by hand
         key = header_value(config, "api_key") or str(config.require("api_key"))
-        self._base_url = http_url(config, "base_url", str(config.get("base_url") or ""))
+        base_url = http_url(config, "base_url", str(config.get("base_url") or ""))
         headers = {"Authorization": f"Bearer {key}"}
         for name, header in (
             ("organization", "OpenAI-Organization"),
@@ -58,13 +59,8 @@ class OpenAIProvider(ChatCompletionsProvider):
             value = header_value(config, name)
             if value is not None:
                 headers[header] = value
-        self.http = self.make_transport(base_url=self._base_url, headers=headers)
-        self.transport = self.http
-
-    @property
-    def base_url(self) -> str:
-        """The resolved base URL, without a trailing slash."""
-        return self._base_url
+        # base_url (the target's) is the resolved URL without a trailing slash
+        self.set_target(base_url, headers=headers)
 
 
 SPEC = provider_spec(

@@ -1,26 +1,27 @@
 """The OpenAI Chat Completions wire format, shared by the ``openai`` and ``azure`` providers:
 the request body the official API accepts, the checks on what comes back, and the provider
-base class that sends one attempt through the core's transport."""
+base class that translates (a request into an :class:`~chatcore.provider.HttpCall`, an answer
+into a response, chunks or a typed error) and leaves every byte of I/O to the core."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from chatcore.exceptions import ConfigurationError, ResponseDecodeError, ValidationError
-from chatcore.models import ChatChunk, ChatRequest, ChatResponse
+from chatcore.models import ChatRequest, ChatResponse
 from chatcore.provider import (
+    HttpCall,
     HttpResult,
-    HttpTransport,
     ModelInfo,
+    OpenAIStreamDecoder,
     Option,
     Provider,
     ProviderConfig,
     ProviderSpec,
-    stream_chat_completions,
 )
 from chatcore.provider import model_infos as _model_infos
 
@@ -269,14 +270,18 @@ def http_url(config: ProviderConfig, name: str, value: str) -> str:
 
 
 class ChatCompletionsProvider(Provider):
-    """A provider speaking Chat Completions over one :class:`HttpTransport`: one attempt
-    per call, no retries, no sleeps. Subclasses build ``self.http`` and say where to send
-    each request."""
-
-    http: HttpTransport
+    """A provider speaking Chat Completions. It only translates: a request becomes an
+    :class:`HttpCall`, an answer a :class:`ChatResponse`, a stream's events chunks (through
+    an :class:`OpenAIStreamDecoder`). The core sends each call (one attempt, no retries, no
+    sleeps) with the target that subclasses set in ``__init__`` (:meth:`set_target`), so
+    the same provider serves the sync and the async client. Subclasses say where each
+    request goes (:meth:`chat_route`, :meth:`models_path`) and which header names an
+    answer (:meth:`request_id`)."""
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(with_plugin_version(config))
+
+    # --- what subclasses adapt -----------------------------------------------------------
 
     def chat_route(self, request: ChatRequest) -> tuple[str, str | None]:
         """The path to POST ``request`` to, and the ``model`` to put in the body (``None``
@@ -291,29 +296,45 @@ class ChatCompletionsProvider(Provider):
         """The id the provider gave this answer (``x-request-id``)."""
         return result.request_id
 
-    def chat(self, request: ChatRequest) -> ChatResponse:
-        """Send one Chat Completions request and return the answer (one attempt)."""
+    # --- the translate-only contract ----------------------------------------------------
+
+    def prepare_chat(self, request: ChatRequest) -> HttpCall:
+        """``POST`` of the Chat Completions body to :meth:`chat_route`; what the API would
+        refuse raises :class:`~chatcore.exceptions.ValidationError` (see :func:`chat_body`)."""
         path, body_model = self.chat_route(request)
-        body = chat_body(request, model=body_model)
-        result = self.http.request("POST", path, json_body=body, model=request.model)
+        return HttpCall("POST", path, json=chat_body(request, model=body_model))
+
+    def parse_chat(self, request: ChatRequest, result: HttpResult) -> ChatResponse:
+        """The :class:`ChatResponse` of a 2xx answer, its ``request_id`` from
+        :meth:`request_id`; :class:`~chatcore.exceptions.ResponseDecodeError` when the
+        answer is not a ``chat.completion``."""
         request_id = self.request_id(result)
         if request_id != result.request_id:
             result = attrs.evolve(result, request_id=request_id)
         return decode_chat(
-            result, provider=self.name, model=request.model, secrets=self.http.secrets
+            result, provider=self.name, model=request.model, secrets=self.config.secrets
         )
 
-    def stream(self, request: ChatRequest) -> Iterator[ChatChunk]:
-        """Stream one Chat Completions request (one attempt). Usage is asked for
-        (``stream_options.include_usage``) unless the caller set ``stream_options``."""
+    def prepare_stream(self, request: ChatRequest) -> HttpCall:
+        """The streaming ``POST``: the chat body plus ``"stream": true``. Usage is asked
+        for (``stream_options.include_usage``) unless the caller set ``stream_options``."""
         path, body_model = self.chat_route(request)
         body = chat_body(request, model=body_model, stream=True)
         body.setdefault("stream_options", {"include_usage": True})
-        yield from stream_chat_completions(
-            self.http, path, body, provider=self.name, model=request.model
+        return HttpCall("POST", path, json=body, stream=True)
+
+    def stream_decoder(self, request: ChatRequest, result: HttpResult) -> OpenAIStreamDecoder:
+        """A fresh decoder of one ``chat.completion.chunk`` stream: it ends at ``[DONE]``,
+        and raises :class:`~chatcore.exceptions.StreamError` (secrets masked) on an in-band
+        error, an event that is not JSON, or an end without ``[DONE]``."""
+        return OpenAIStreamDecoder(
+            provider=self.name, model=request.model, secrets=self.config.secrets
         )
 
-    def list_models(self) -> list[ModelInfo]:
-        """The models the server lists at ``/models``."""
-        result = self.http.request("GET", self.models_path())
-        return decode_models(result, provider=self.name, secrets=self.http.secrets)
+    def prepare_models(self) -> HttpCall:
+        """``GET`` of :meth:`models_path`."""
+        return HttpCall("GET", self.models_path())
+
+    def parse_models(self, result: HttpResult) -> list[ModelInfo]:
+        """The models a 2xx ``/models`` answer lists (see :func:`decode_models`)."""
+        return decode_models(result, provider=self.name, secrets=self.config.secrets)

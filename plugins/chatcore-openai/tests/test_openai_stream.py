@@ -197,6 +197,19 @@ def test_in_band_error(client: chatcore.Client, server: StandInServer) -> None:
     assert info.value.partial_text == "Par"
 
 
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [({"max_new_tokens": 5}, "max_completion_tokens"), ({"model": "gpt-4o"}, "'model'")],
+)
+def test_bad_extras_are_rejected_before_the_stream_is_opened(
+    client: chatcore.Client, server: StandInServer, extra: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(exc.ValidationError) as info:
+        client.stream("openai:gpt-4o-mini", "Hi", extra=extra)
+    assert needle in str(info.value)
+    assert server.requests == []
+
+
 def test_401_before_the_stream(make_client: Any, server: StandInServer, openai_key: str) -> None:
     wrong = "sk-proj-WRONGsecretKEY0123456789abcdefXYZ"
     client = make_client({"openai": {"api_key": wrong, "base_url": server.base_url}})

@@ -1,0 +1,427 @@
+"""What ``Client`` and ``AsyncClient`` share: configuration, providers, the per-call
+options, metrics and logging. The request pipeline itself is in :mod:`chatcore._pipeline`,
+written once and driven by each client's driver.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import attrs
+
+from chatcore._limits import InMemoryRateLimiter, NullRateLimiter
+from chatcore._log import logger, register_secrets
+from chatcore._metrics import InMemoryMetrics, RequestEvent
+from chatcore._plugins import PluginHost, get_plugin_host
+from chatcore._redact import KnownSecrets, usable_secrets
+from chatcore._retry import RetryPolicy
+from chatcore._settings import Settings, load_settings
+from chatcore._validate import build_request, is_number, show, split_model
+from chatcore.exceptions import ConfigurationError, ValidationError
+from chatcore.models import ChatRequest, ChatResponse
+from chatcore.provider import Provider, ProviderSpec, resolve_config
+
+if TYPE_CHECKING:
+    from chatcore._cache import ResponseCache
+    from chatcore._health import HealthChecker
+
+__all__ = ["BaseClient"]
+
+_RESERVED = frozenset({"max_retries", "timeout_total"})
+
+
+class BaseClient:
+    """The configuration and bookkeeping both clients share (not used directly).
+
+    ``providers`` maps a provider name to its options (``api_key``, ``base_url``,
+    ``timeout``, ...); anything not given comes from ``CHATCORE_<PROVIDER>_<OPTION>``, then
+    the vendor's variables (``OPENAI_API_KEY``, ``HF_TOKEN``), then defaults.
+    """
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[str, Mapping[str, Any]] | None = None,
+        env: str | None = None,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        timeout_total: float | None = None,
+        max_retry_after: float | None = None,
+        max_server_hold: float | None = None,
+        rate_limits: Mapping[str, Any] | None = None,
+        rate_limiter: Any = None,
+        cache: Any = None,
+        cache_ttl: float | None = None,
+        cache_maxsize: int | None = None,
+        metrics_sinks: Iterable[Any] = (),
+        max_total_chars: int | None = None,
+        max_request_bytes: int | None = None,
+        max_messages: int | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        plugins: Iterable[Any] = (),
+        plugin_host: PluginHost | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        plugins = tuple(plugins)
+        if plugin_host is None:
+            plugin_host = PluginHost(plugins=plugins) if plugins else get_plugin_host()
+        self._host = plugin_host
+        installed = plugin_host.providers()
+        loaded = load_settings(
+            {
+                "env": env,
+                "providers": providers,
+                "max_retries": max_retries,
+                "timeout_total": timeout_total,
+                "max_retry_after": max_retry_after,
+                "max_server_hold": max_server_hold,
+                "rate_limits": rate_limits,
+                "cache": cache if isinstance(cache, bool) else None,
+                "cache_ttl": cache_ttl,
+                "cache_maxsize": cache_maxsize,
+                "max_total_chars": max_total_chars,
+                "max_request_bytes": max_request_bytes,
+                "max_messages": max_messages,
+            },
+            environ=environ,
+            config_path=config_path,
+            dotenv=environ is None,  # an explicit environ stays exact (hermetic tests)
+            provider_names=installed,
+        )
+        #: The effective settings (explicit > environment > file > profile defaults).
+        self.settings: Settings = loaded.settings
+        self._loaded = loaded
+        self._environ: Mapping[str, str] = loaded.environ
+        s = self.settings
+        self._provider_settings = {
+            name: dict(options)
+            for name, options in {**loaded.file_providers, **s.providers}.items()
+        }
+        _check_providers_installed(self._provider_settings, installed)
+
+        # A policy from code or a plugin keeps its own values unless a setting was given
+        # explicitly, in the environment or in the file (profile defaults do not override).
+        knobs = ("max_retries", "timeout_total", "max_retry_after")
+        base = retry if retry is not None else plugin_host.retry_policy(s)
+        if base is None:
+            base = RetryPolicy(**{k: getattr(s, k) for k in knobs})
+        changed = {k: getattr(s, k) for k in knobs if not loaded.sources[k].startswith("profile")}
+        policy = attrs.evolve(base, **changed) if changed else base
+        self.retry_policy: RetryPolicy = policy
+        self.retries = 0
+
+        self.rate_limits = dict(s.rate_limits)
+        if rate_limiter is None:
+            rate_limiter = plugin_host.rate_limiter(s)
+        if rate_limiter is None:
+            rate_limiter = (
+                InMemoryRateLimiter(self.rate_limits, max_server_hold=s.max_server_hold)
+                if self.rate_limits
+                else NullRateLimiter()
+            )
+        self.rate_limiter = rate_limiter
+
+        self.cache_ttl = s.cache_ttl
+        self.cache_maxsize = s.cache_maxsize
+        self.cache: ResponseCache | None = None
+        if cache is not None and not isinstance(cache, bool):
+            if not all(callable(getattr(cache, m, None)) for m in ("get", "set", "stats")):
+                raise ConfigurationError(
+                    f"cache={cache!r}: expected True, False, or an object with get/set/stats"
+                )
+            self.cache = cache
+        elif s.cache:
+            self.cache = self._default_cache()
+
+        #: The built-in aggregator (``client.metrics.snapshot()``), always the first sink.
+        self.metrics = InMemoryMetrics()
+        self.metrics_sinks: tuple[Any, ...] = (
+            self.metrics,
+            *metrics_sinks,
+            *plugin_host.metrics_sinks(s),
+        )
+        self.max_total_chars = s.max_total_chars
+        self._providers: dict[str, Provider] = {}
+        self._lock = threading.Lock()
+        self._failed_sinks: set[int] = set()
+        self._secret_sets: dict[int, tuple[Provider, KnownSecrets]] = {}
+        self._health: HealthChecker | None = None
+
+    def _default_cache(self) -> ResponseCache:
+        """The hook's cache (a plugin's, else the in-memory LRU+TTL)."""
+        from chatcore._cache import InMemoryCache
+
+        found = self._host.cache(self.settings)
+        if found is None:
+            found = InMemoryCache(maxsize=self.cache_maxsize, ttl=self.cache_ttl)
+        return cast("ResponseCache", found)
+
+    def _call_cache(self, choice: Any) -> ResponseCache | None:
+        """The cache for one call: ``cache=False`` skips it, ``cache=True`` turns it on
+        even when the client has none (a default one is created once)."""
+        if choice is None:
+            return self.cache
+        if not isinstance(choice, bool):
+            raise ValidationError([("cache", f"expected True or False, got {show(choice)}")])
+        if not choice:
+            return None
+        if self.cache is None:
+            with self._lock:
+                if self.cache is None:
+                    self.cache = self._default_cache()
+        return self.cache
+
+    # --- providers -------------------------------------------------------------------
+
+    def available_providers(self) -> list[str]:
+        """Names of the providers installed plugins offer."""
+        return sorted(self._host.providers())
+
+    def provider_spec(self, name: str) -> ProviderSpec:
+        """The spec of provider ``name`` (raises :class:`ProviderNotFoundError`)."""
+        return self._host.provider_spec(name)
+
+    def provider(self, name: str) -> Provider:
+        """The provider instance ``name``, created on first use (configuration errors such
+        as a missing API key are raised here, before any network call)."""
+        found = self._providers.get(name)
+        if found is not None:
+            return found
+        spec = self._host.provider_spec(name)
+        with self._lock:
+            found = self._providers.get(name)
+            if found is None:
+                config = resolve_config(spec, self._loaded.provider_options(spec), self._environ)
+                found = spec.factory(config)
+                register_secrets(config.secrets)
+                self._providers[name] = found
+        return found
+
+    def _secrets_of(self, provider: Provider) -> KnownSecrets:
+        """The provider's secrets (every option declared ``secret=True``), ready to mask;
+        worked out once per provider instance."""
+        found = self._secret_sets.get(id(provider))
+        if found is not None and found[0] is provider:
+            return found[1]
+        secrets = usable_secrets(provider.config.secrets)
+        if len(self._secret_sets) < 64:  # a few providers per client; never unbounded
+            self._secret_sets[id(provider)] = (provider, secrets)
+        return secrets
+
+    def _transport_of(self, provider: Provider) -> Any:
+        """The transport this client sends ``provider``'s calls through."""
+        raise NotImplementedError
+
+    # --- requests ----------------------------------------------------------------------
+
+    def build_request(self, model: str, messages: Any, **params: Any) -> ChatRequest:
+        """Validate and normalize a request without sending it."""
+        provider, model_id = split_model(model)
+        self._host.provider_spec(provider)
+        return build_request(
+            provider,
+            model_id,
+            messages,
+            params,
+            max_total_chars=self.max_total_chars,
+            max_messages=self.settings.max_messages,
+            max_request_bytes=self.settings.max_request_bytes,
+        )
+
+    def _chat_request(
+        self, model: str, messages: Any, params: dict[str, Any]
+    ) -> tuple[ChatRequest, Provider, RetryPolicy, ResponseCache | None, float | None]:
+        """Validate a chat call: the request, its provider and the per-call options."""
+        policy, cache, ttl = self._call_options(params)
+        request = self.build_request(model, messages, **params)
+        return request, self.provider(request.provider), policy, cache, ttl
+
+    def _stream_request(
+        self, model: str, messages: Any, params: dict[str, Any]
+    ) -> tuple[ChatRequest, Provider, RetryPolicy, ResponseCache | None, float | None]:
+        """Validate a stream call: the request, its provider and the per-call options."""
+        policy, cache, ttl = self._call_options(params)
+        provider_name, model_id = split_model(model)
+        self._host.provider_spec(provider_name)
+        request = build_request(
+            provider_name,
+            model_id,
+            messages,
+            params,
+            stream=True,
+            max_total_chars=self.max_total_chars,
+            max_messages=self.settings.max_messages,
+            max_request_bytes=self.settings.max_request_bytes,
+        )
+        provider = self.provider(request.provider)
+        if "stream" not in provider.capabilities:
+            raise ValidationError(
+                [("stream", f"provider {provider.name!r} does not support streaming; use chat()")]
+            )
+        return request, provider, policy, cache, ttl
+
+    def _call_options(
+        self, params: dict[str, Any]
+    ) -> tuple[RetryPolicy, ResponseCache | None, float | None]:
+        """Take the per-call pipeline options out of ``params``."""
+        overrides = {k: params.pop(k) for k in list(params) if k in _RESERVED}
+        policy = self.retry_policy
+        if overrides:
+            _check_retry_overrides(
+                overrides.get("max_retries"), overrides.get("timeout_total"), ValidationError
+            )
+            policy = policy.with_overrides(**overrides)
+        cache = self._call_cache(params.pop("cache", None))
+        ttl = params.pop("cache_ttl", None)
+        if ttl is not None and (not is_number(ttl) or not ttl > 0):
+            raise ValidationError([("cache_ttl", f"expected seconds > 0, got {show(ttl)}")])
+        return policy, cache, ttl
+
+    def _log_cache_error(self, what: str, exc: BaseException) -> None:
+        logger.warning(
+            "cache {what} failed: {error}", what=what, error=f"{type(exc).__name__}: {exc}"
+        )
+
+    def _on_retry(
+        self,
+        where: tuple[str, str],
+        policy: RetryPolicy,
+        attempt: int,
+        error: BaseException,
+        delay: float,
+    ) -> None:
+        """Count and log a retry, and tell the policy's own ``on_retry`` (a failing
+        callback never breaks a request)."""
+        self.retries += 1
+        provider, model = where
+        logger.warning(
+            "retrying {provider}:{model} after attempt {attempt} failed with {error}"
+            " ({detail}); next attempt in {delay:.3f}s",
+            provider=provider,
+            model=model,
+            attempt=attempt,
+            error=type(error).__name__,
+            detail=str(error),
+            delay=delay,
+            request_id=getattr(error, "request_id", None),
+            status=getattr(error, "status_code", None),
+        )
+        if policy.on_retry is not None:
+            try:
+                policy.on_retry(attempt, error, delay)
+            except Exception:  # a callback must never break a request
+                pass
+
+    # --- metrics ---------------------------------------------------------------------
+
+    def _record(
+        self,
+        request: ChatRequest,
+        started: float,
+        *,
+        response: ChatResponse | None = None,
+        error: BaseException | None = None,
+        attempts: int = 1,
+        time_to_first_token: float | None = None,
+    ) -> None:
+        usage = response.usage if response is not None else None
+        latency = time.perf_counter() - started
+        tokens_per_second = None
+        if usage is not None and time_to_first_token is not None:
+            generating = latency - time_to_first_token
+            if generating > 0 and usage.completion_tokens:
+                tokens_per_second = usage.completion_tokens / generating
+        self._emit(
+            RequestEvent(
+                provider=request.provider,
+                model=request.model,
+                outcome="ok" if error is None else "error",
+                error_type=type(error).__name__ if error is not None else None,
+                latency=latency,
+                attempts=attempts,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+                cached=bool(response.cached) if response is not None else False,
+                status_code=getattr(error, "status_code", None),
+                time_to_first_token=time_to_first_token,
+                tokens_per_second=tokens_per_second,
+                timestamp=time.time(),
+            )
+        )
+
+    def _record_attempt(
+        self, request: ChatRequest, number: int, started: float, error: BaseException | None
+    ) -> None:
+        self._emit(
+            RequestEvent(
+                provider=request.provider,
+                model=request.model,
+                outcome="ok" if error is None else "error",
+                error_type=type(error).__name__ if error is not None else None,
+                latency=time.perf_counter() - started,
+                status_code=getattr(error, "status_code", None),
+                kind="attempt",
+                attempt=number,
+                timestamp=time.time(),
+            )
+        )
+
+    def _emit(self, event: RequestEvent) -> None:
+        for sink in self.metrics_sinks:
+            try:
+                sink.record(event)
+            except Exception as exc:  # a failing sink never fails a request
+                self._sink_failed(sink, exc)
+
+    def _sink_failed(self, sink: Any, exc: BaseException) -> None:
+        """Log a failing sink once (per sink object), then stay quiet."""
+        key = id(sink)
+        if key in self._failed_sinks:
+            return
+        self._failed_sinks.add(key)
+        logger.error(
+            "metrics sink {sink} failed and will not be reported again: {error}",
+            sink=type(sink).__name__,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+
+def _check_providers_installed(
+    configured: Mapping[str, Any], installed: Mapping[str, ProviderSpec]
+) -> None:
+    unknown = sorted(set(configured) - set(installed))
+    if not unknown:
+        return
+    import difflib
+
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(installed), n=1)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"install its plugin (`pip install chatcore-{name}`)"
+        )
+        problems.append(f"providers[{name!r}]: no such provider is installed; {hint}")
+    listed = ", ".join(sorted(installed)) or "none"
+    raise ConfigurationError("; ".join(problems) + f" (installed providers: {listed})")
+
+
+def _check_retry_overrides(
+    max_retries: Any, timeout_total: Any, error: type[ConfigurationError] | type[ValidationError]
+) -> None:
+    problems = []
+    if max_retries is not None and (
+        not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0
+    ):
+        problems.append(("max_retries", f"expected an integer >= 0, got {show(max_retries)}"))
+    if timeout_total is not None and (not is_number(timeout_total) or not timeout_total > 0):
+        problems.append(("timeout_total", f"expected seconds > 0, got {show(timeout_total)}"))
+    if problems:
+        if error is ValidationError:
+            raise ValidationError(problems)
+        raise ConfigurationError("; ".join(f"{k}: {m}" for k, m in problems))

@@ -1,0 +1,636 @@
+"""The request pipeline, written once: cache -> rate limit -> retry(attempt) -> record.
+
+The stages are ``async def`` coroutines that never do I/O themselves. Where they need the
+outside world (send an HTTP call, open a stream, sleep, ask the rate limiter or the cache,
+run a 0.1 provider's own I/O) they await an *effect*: a small object that says what to do.
+A driver carries effects out: :func:`run_sync` with blocking calls (``Client``, over
+requests), :func:`run_async` by awaiting them on the event loop (``AsyncClient``, over
+aiohttp). Both drive the same coroutine, so retries, deadlines, limiter grants, cache,
+metrics and logging behave alike; a cancelled task is thrown into the coroutine like any
+error, so its limiter grant is settled and its outcome recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import attrs
+
+from chatcore._deadline import call_deadline
+from chatcore._log import logger, logging_on
+from chatcore._redact import mask_secrets, scrub_exception
+from chatcore.exceptions import APIError
+from chatcore.models import ChatChunk, ChatRequest, ChatResponse
+
+if TYPE_CHECKING:
+    from chatcore._base import BaseClient
+    from chatcore._cache import ResponseCache
+    from chatcore._retry import RetryPolicy
+    from chatcore.provider import HttpCall, ModelInfo, Provider
+
+__all__ = [
+    "Effect",
+    "StreamContext",
+    "chat_pipeline",
+    "models_pipeline",
+    "run_async",
+    "run_sync",
+    "stream_pipeline",
+]
+
+T = TypeVar("T")
+_END = object()
+
+
+# --------------------------------------------------------------------------------------
+# Effects: what the pipeline asks its driver to do
+
+
+class Effect(Generic[T]):
+    """Something the pipeline awaits and a driver carries out (:meth:`run_sync` for the
+    sync driver, :meth:`run_async` for the async one)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Effect[Any], Any, T]:
+        result = yield self
+        return cast(T, result)
+
+    def run_sync(self) -> T:
+        """Carry the effect out with blocking calls."""
+        raise NotImplementedError
+
+    async def run_async(self) -> T:
+        """Carry the effect out on the event loop, never blocking it."""
+        raise NotImplementedError
+
+
+class _WithDeadline:
+    """Runs ``func`` with the call's deadline visible to the transport."""
+
+    @staticmethod
+    def call(deadline: float | None, func: Callable[[], T]) -> T:
+        token = call_deadline.set(deadline)
+        try:
+            return func()
+        finally:
+            call_deadline.reset(token)
+
+
+@attrs.define(slots=True)
+class Send(Effect["Any"]):
+    """Send one HTTP call through the client's transport; the answer is an ``HttpResult``."""
+
+    transport: Any
+    call: HttpCall
+    model: str | None
+    deadline: float | None
+
+    def run_sync(self) -> Any:
+        return _WithDeadline.call(
+            self.deadline, lambda: self.transport.send(self.call, model=self.model)
+        )
+
+    async def run_async(self) -> Any:
+        token = call_deadline.set(self.deadline)
+        try:
+            return await self.transport.send(self.call, model=self.model)
+        finally:
+            call_deadline.reset(token)
+
+
+@attrs.define(slots=True)
+class OpenStream(Effect["tuple[ChatChunk | None, Any]"]):
+    """Open a stream and read it up to its first chunk: ``(first or None, the rest)``."""
+
+    transport: Any
+    call: HttpCall
+    model: str | None
+    decoder: Callable[[Any], Any]
+    deadline: float | None
+
+    def run_sync(self) -> tuple[ChatChunk | None, Any]:
+        chunks = self.transport.stream_chunks(self.call, model=self.model, decoder=self.decoder)
+        first = _WithDeadline.call(self.deadline, lambda: next(chunks, None))
+        return first, chunks
+
+    async def run_async(self) -> tuple[ChatChunk | None, Any]:
+        chunks = self.transport.stream_chunks(self.call, model=self.model, decoder=self.decoder)
+        token = call_deadline.set(self.deadline)
+        try:
+            first = await anext(chunks, None)
+        except BaseException:
+            await chunks.aclose()
+            raise
+        finally:
+            call_deadline.reset(token)
+        return first, chunks
+
+
+@attrs.define(slots=True)
+class Legacy(Effect["Any"]):
+    """Run a 0.1 provider's own blocking call (``chat`` / ``list_models``); in a worker
+    thread under the async driver."""
+
+    func: Callable[[], Any]
+    deadline: float | None
+
+    def run_sync(self) -> Any:
+        return _WithDeadline.call(self.deadline, self.func)
+
+    async def run_async(self) -> Any:
+        import asyncio
+
+        token = call_deadline.set(self.deadline)  # to_thread copies the context
+        try:
+            return await asyncio.to_thread(self.func)
+        finally:
+            call_deadline.reset(token)
+
+
+@attrs.define(slots=True)
+class LegacyStream(Effect["tuple[ChatChunk | None, Any]"]):
+    """Open a 0.1 provider's own ``stream()`` and read its first chunk; under the async
+    driver each chunk is read in a worker thread."""
+
+    provider: Provider
+    request: ChatRequest
+    deadline: float | None
+
+    def run_sync(self) -> tuple[ChatChunk | None, Any]:
+        chunks = self.provider.stream(self.request)
+        first = _WithDeadline.call(self.deadline, lambda: next(chunks, None))
+        return first, chunks
+
+    async def run_async(self) -> tuple[ChatChunk | None, Any]:
+        import asyncio
+
+        chunks = self.provider.stream(self.request)
+        token = call_deadline.set(self.deadline)
+        try:
+            first = await asyncio.to_thread(next, chunks, None)
+        finally:
+            call_deadline.reset(token)
+        return first, _in_threads(chunks)
+
+
+async def _in_threads(chunks: Iterator[ChatChunk]) -> AsyncIterator[ChatChunk]:
+    """A blocking chunk iterator read one chunk per worker-thread hop."""
+    import asyncio
+
+    try:
+        while True:
+            chunk = await asyncio.to_thread(next, chunks, _END)
+            if chunk is _END:
+                return
+            yield cast(ChatChunk, chunk)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+
+@attrs.define(slots=True)
+class Sleep(Effect[None]):
+    """Wait ``seconds`` (the retry policy's ``sleep``; the event loop's under async unless
+    a test injected a fake)."""
+
+    seconds: float
+    sleep: Callable[[float], None]
+
+    def run_sync(self) -> None:
+        self.sleep(self.seconds)
+
+    async def run_async(self) -> None:
+        import asyncio
+
+        if self.sleep is time.sleep:
+            await asyncio.sleep(self.seconds)
+        else:  # an injected clock: its sleep returns at once
+            self.sleep(self.seconds)
+            await asyncio.sleep(0)
+
+
+@attrs.define(slots=True)
+class Component(Effect["Any"]):
+    """Call ``method`` of a pluggable component (rate limiter, cache). Under the async
+    driver its ``a<method>`` coroutine is awaited when it has one; a blocking ``acquire``
+    without one runs in a worker thread; other methods are called directly (they must
+    not block for long)."""
+
+    component: Any
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = attrs.field(factory=dict)
+
+    def run_sync(self) -> Any:
+        return getattr(self.component, self.method)(*self.args, **self.kwargs)
+
+    async def run_async(self) -> Any:
+        native = getattr(self.component, "a" + self.method, None)
+        if native is not None:
+            return await native(*self.args, **self.kwargs)
+        func = getattr(self.component, self.method)
+        if self.method == "acquire":
+            import asyncio
+
+            return await asyncio.to_thread(func, *self.args, **self.kwargs)
+        return func(*self.args, **self.kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# Drivers
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a pipeline coroutine to its end, carrying out each effect with blocking calls."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = coro.throw(error) if error is not None else coro.send(value)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+        try:
+            value, error = effect.run_sync(), None
+        except BaseException as exc:  # thrown into the pipeline, which decides
+            value, error = None, exc
+        finally:
+            del effect
+
+
+async def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a pipeline coroutine to its end, awaiting each effect on the event loop."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = coro.throw(error) if error is not None else coro.send(value)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+        try:
+            value, error = await effect.run_async(), None
+        except BaseException as exc:  # cancellation too: the pipeline settles and records
+            value, error = None, exc
+        finally:
+            del effect
+
+
+# --------------------------------------------------------------------------------------
+# The stages
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """A cheap token estimate for rate limiting: ~4 characters a token plus the output cap."""
+    chars = sum(len(m.text) for m in request.messages)
+    out = request.max_completion_tokens or request.max_tokens or 0
+    return chars // 4 + 1 + out
+
+
+def _deadline(policy: RetryPolicy) -> float | None:
+    if policy.timeout_total is None:
+        return None
+    return time.monotonic() + policy.timeout_total
+
+
+async def _cache_lookup(
+    core: BaseClient, cache: ResponseCache | None, request: ChatRequest, provider: Provider
+) -> tuple[str | None, ChatResponse | None]:
+    if cache is None:
+        return None, None
+    from chatcore._cache import cache_key
+
+    try:
+        key = cache_key(
+            request, base_url=provider.base_url, plugin_version=provider.config.spec.version
+        )
+    except TypeError:  # a parameter that is not JSON: not cacheable
+        return None, None
+    try:
+        return key, await Component(cache, "get", (key,))
+    except Exception as exc:  # a broken backend is a miss, never a failed request
+        core._log_cache_error("get", exc)
+        return key, None
+
+
+async def _cache_store(
+    core: BaseClient,
+    cache: ResponseCache | None,
+    key: str | None,
+    response: ChatResponse,
+    ttl: float | None,
+) -> None:
+    if cache is None or key is None:
+        return
+    try:
+        await Component(cache, "set", (key, response, ttl))
+    except Exception as exc:
+        core._log_cache_error("set", exc)
+
+
+async def _attempt(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider,
+    number: int,
+    deadline: float | None,
+    estimate: int,
+    send: Effect[T],
+) -> tuple[Any, T, float]:
+    """One attempt's limiter grant and ``send``; a failure (or a cancellation) settles the
+    grant, teaches the limiter (429s, rate-limit headers) and records the attempt before
+    it is raised. Returns ``(ticket, result, started)``."""
+    limiter = core.rate_limiter
+    max_wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+    ticket = await Component(
+        limiter, "acquire", (request.provider, request.model, estimate), {"max_wait": max_wait}
+    )
+    started = time.perf_counter()
+    try:
+        return ticket, await send, started
+    except APIError as exc:
+        await Component(limiter, "reconcile", (ticket, None))
+        headers = provider.rate_limit_headers(exc.headers) if exc.headers else exc.headers
+        await Component(limiter, "observe", (request.provider, request.model, headers, exc))
+        core._record_attempt(request, number, started, exc)
+        raise
+    except BaseException as exc:
+        await Component(limiter, "reconcile", (ticket, None))
+        core._record_attempt(request, number, started, exc)
+        raise
+
+
+async def _retrying(
+    core: BaseClient,
+    where: tuple[str, str],
+    policy: RetryPolicy,
+    attempt: Callable[[int], Coroutine[Any, Any, T]],
+) -> tuple[T, int]:
+    """Run ``attempt(number)`` until it succeeds or the policy says stop; a final failure
+    is raised with ``.attempts`` set. The only retry loop there is."""
+    started = policy.clock()
+    number = 0
+    while True:
+        number += 1
+        try:
+            return await attempt(number), number
+        except APIError as exc:
+            exc.attempts = number
+            delay = policy.retry_delay(number, exc, started)
+            if delay is None:
+                raise
+            core._on_retry(where, policy, number, exc, delay)
+        await Sleep(delay, policy.sleep)
+
+
+async def chat_pipeline(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider,
+    policy: RetryPolicy,
+    cache: ResponseCache | None = None,
+    ttl: float | None = None,
+) -> ChatResponse:
+    """cache -> rate limit -> retry(send) -> record, for one validated request."""
+    started = time.perf_counter()
+    key, hit = await _cache_lookup(core, cache, request, provider)
+    if hit is not None:
+        hit = attrs.evolve(
+            hit,
+            provider=request.provider,
+            cached=True,
+            attempts=0,
+            latency=time.perf_counter() - started,
+        )
+        core._record(request, started, response=hit, attempts=0)
+        return hit
+    deadline = _deadline(policy)
+    limiter = core.rate_limiter
+    estimate = estimate_tokens(request)
+    name, model = request.provider, request.model
+    transport = core._transport_of(provider) if provider.translates else None
+    call = provider.prepare_chat(request) if transport is not None else None
+
+    async def attempt(number: int) -> ChatResponse:
+        send: Effect[Any]
+        if call is not None:
+            send = Send(transport, call, model, deadline)
+        else:
+            send = Legacy(lambda: provider.chat(request), deadline)
+        ticket, answer, attempt_started = await _attempt(
+            core, request, provider, number, deadline, estimate, send
+        )
+        response: ChatResponse = (
+            provider.parse_chat(request, answer) if call is not None else answer
+        )
+        usage = response.usage
+        await Component(
+            limiter, "reconcile", (ticket, usage.total_tokens if usage is not None else estimate)
+        )
+        headers = response.headers
+        if headers:
+            headers = provider.rate_limit_headers(headers)
+        await Component(limiter, "observe", (name, model, headers))
+        core._record_attempt(request, number, attempt_started, None)
+        return response
+
+    if logging_on():
+        logger.opt(lazy=True).debug(
+            "chat {provider}:{model} request body: {body}",
+            provider=lambda: name,
+            model=lambda: model,
+            body=lambda: request.to_openai_dict(),
+        )
+    secrets = core._secrets_of(provider)
+    try:
+        response, attempts = await _retrying(core, (name, model), policy, attempt)
+    except BaseException as exc:
+        scrub_exception(exc, secrets)
+        core._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
+        logger.warning(
+            "chat {provider}:{model} failed: {error}",
+            provider=name,
+            model=model,
+            error=f"{type(exc).__name__}: {exc}",
+            attempts=getattr(exc, "attempts", 1),
+            request_id=getattr(exc, "request_id", None),
+            status=getattr(exc, "status_code", None),
+        )
+        raise
+    latency = time.perf_counter() - started
+    # what came from the wire (headers, ids, text, raw fields) shows none of the secrets
+    masked: ChatResponse = mask_secrets(response, secrets)
+    response = attrs.evolve(masked, provider=name, latency=latency, attempts=attempts)
+    if logging_on():
+        logger.info(
+            "chat {provider}:{model} ok in {latency_ms:.1f} ms",
+            provider=name,
+            model=model,
+            latency_ms=latency * 1000,
+            attempts=attempts,
+            request_id=response.request_id,
+            status=200,
+        )
+    await _cache_store(core, cache, key, response, ttl)
+    core._record(request, started, response=response, attempts=attempts)
+    return response
+
+
+@attrs.define
+class StreamContext:
+    """What a stream's end needs to settle its call: the last attempt's grant, where to
+    cache the complete answer, and what to record."""
+
+    request: ChatRequest
+    started: float
+    estimate: int = 0
+    attempts: int = 0
+    ticket: Any = None
+    cache: ResponseCache | None = None
+    key: str | None = None
+    ttl: float | None = None
+    #: The first chunk (``None``: the stream ended before any) and the rest of the chunks
+    #: (a sync or an async iterator, as the driver opened it).
+    first: ChatChunk | None = None
+    chunks: Any = None
+    #: A cache hit replayed as a stream.
+    replay: ChatResponse | None = None
+
+
+async def stream_pipeline(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider,
+    policy: RetryPolicy,
+    cache: ResponseCache | None = None,
+    ttl: float | None = None,
+) -> StreamContext:
+    """cache -> rate limit -> retry(open until the first chunk): the stream's context, from
+    which the client builds its (sync or async) stream object."""
+    started = time.perf_counter()
+    key, hit = await _cache_lookup(core, cache, request, provider)
+    if hit is not None:
+        replay = attrs.evolve(hit, provider=request.provider, cached=True)
+        core._record(request, started, response=replay, attempts=0)
+        return StreamContext(request, started, replay=replay)
+    deadline = _deadline(policy)
+    limiter = core.rate_limiter
+    context = StreamContext(
+        request, started, estimate_tokens(request), cache=cache, key=key, ttl=ttl
+    )
+    name, model = request.provider, request.model
+    transport = core._transport_of(provider) if provider.translates else None
+    call = provider.prepare_stream(request) if transport is not None else None
+
+    async def attempt(number: int) -> tuple[ChatChunk | None, Any]:
+        opened: Effect[tuple[ChatChunk | None, Any]]
+        if call is not None:
+            opened = OpenStream(
+                transport,
+                call,
+                model,
+                lambda head: provider.stream_decoder(request, head),
+                deadline,
+            )
+        else:
+            opened = LegacyStream(provider, request, deadline)
+        ticket, (first, chunks), attempt_started = await _attempt(
+            core, request, provider, number, deadline, context.estimate, opened
+        )
+        if first is not None and first.headers:
+            headers = provider.rate_limit_headers(first.headers)
+            await Component(limiter, "observe", (name, model, headers))
+        core._record_attempt(request, number, attempt_started, None)
+        context.ticket = ticket
+        return first, chunks
+
+    secrets = core._secrets_of(provider)
+    try:
+        (context.first, context.chunks), context.attempts = await _retrying(
+            core, (name, model), policy, attempt
+        )
+    except BaseException as exc:
+        scrub_exception(exc, secrets)
+        core._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
+        raise
+    return context
+
+
+async def stream_completed(core: BaseClient, context: StreamContext, stream: Any) -> None:
+    """A stream ran to its end: settle the grant with its usage, cache it, record it."""
+    response = stream.response
+    usage = response.usage if response is not None else None
+    await Component(
+        core.rate_limiter,
+        "reconcile",
+        (context.ticket, usage.total_tokens if usage is not None else context.estimate),
+    )
+    if response is not None and response.choices:
+        await _cache_store(core, context.cache, context.key, response, context.ttl)
+    request = context.request
+    if logging_on():
+        logger.info(
+            "stream {provider}:{model} ok in {latency_ms:.1f} ms ({chunks} chunks)",
+            provider=request.provider,
+            model=request.model,
+            latency_ms=(time.perf_counter() - context.started) * 1000,
+            chunks=stream.chunk_count,
+            attempts=context.attempts,
+            request_id=stream.request_id,
+            time_to_first_token=stream.time_to_first_token,
+        )
+    core._record(
+        request,
+        context.started,
+        response=response,
+        attempts=context.attempts,
+        time_to_first_token=stream.time_to_first_token,
+    )
+
+
+async def stream_failed(
+    core: BaseClient, context: StreamContext, stream: Any, error: BaseException
+) -> None:
+    """A stream broke after its first chunk: charge the estimate, record the failure."""
+    await Component(core.rate_limiter, "reconcile", (context.ticket, context.estimate))
+    request = context.request
+    core._record(request, context.started, error=error, attempts=context.attempts)
+    logger.warning(
+        "stream {provider}:{model} failed after {chunks} chunks: {error}",
+        provider=request.provider,
+        model=request.model,
+        chunks=stream.chunk_count,
+        error=f"{type(error).__name__}: {error}",
+        request_id=stream.request_id,
+    )
+
+
+async def stream_abandoned(core: BaseClient, context: StreamContext) -> None:
+    """Closed by the caller before the end: charge the estimate, record nothing."""
+    await Component(core.rate_limiter, "reconcile", (context.ticket, context.estimate))
+
+
+async def models_pipeline(
+    core: BaseClient, provider: Provider, policy: RetryPolicy
+) -> list[ModelInfo]:
+    """List a provider's models: one request through the retry policy, secrets masked."""
+    deadline = _deadline(policy)
+    transport = core._transport_of(provider) if provider.translates else None
+    secrets = core._secrets_of(provider)
+
+    async def attempt(_number: int) -> list[ModelInfo]:
+        if transport is None:
+            found: list[ModelInfo] = await Legacy(provider.list_models, deadline)
+            return found
+        result = await Send(transport, provider.prepare_models(), None, deadline)
+        return provider.parse_models(result)
+
+    try:
+        result, _ = await _retrying(core, (provider.name, ""), policy, attempt)
+    except Exception as exc:
+        scrub_exception(exc, secrets)
+        raise
+    masked: list[ModelInfo] = mask_secrets(result, secrets)
+    return masked
