@@ -92,13 +92,10 @@ class AsyncClient(BaseClient):
         if self._loop is None:
             self._loop = loop
         elif self._loop is not loop:
-            if self._loop.is_closed():  # its loop ended (asyncio.run returned): adopt
-                self._transports = {}
-                self._loop = loop
-                return
             raise ConfigurationError(
                 "this AsyncClient is bound to another event loop (the one it was first "
-                "used on); create one AsyncClient per event loop"
+                "used on); create one AsyncClient per event loop, or aclose() it on its "
+                "loop before using it on another"
             )
 
     def _transport_of(self, provider: Provider) -> AsyncHttpTransport:
@@ -248,6 +245,7 @@ class AsyncClient(BaseClient):
         with self._lock:
             transports = list((self._transports or {}).values())
             self._transports = {}
+            self._loop = None  # closed: the next use may be on another loop
             providers, self._providers = list(self._providers.values()), {}
             self._secret_sets = {}
             health, self._health = self._health, None

@@ -116,6 +116,8 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
     rows = [["NAME", "DISTRIBUTION", "VERSION", "PROVIDERS", "STATUS"]]
     for r in records:
         status = "disabled" if r.disabled else ("ERROR: " + r.error if r.error else "ok")
+        if r.sync_only and not r.error:
+            status += f" (sync-only: {', '.join(r.sync_only)}; AsyncClient runs it in threads)"
         rows.append(
             [r.name, r.distribution or "-", r.version or "-", ", ".join(r.providers) or "-", status]
         )

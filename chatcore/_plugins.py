@@ -45,6 +45,9 @@ class PluginRecord:
     error: str | None = None
     disabled: bool = False
     builtin: bool = False
+    #: Providers written against chatcore 0.1 (they do their own blocking I/O): they work
+    #: under ``Client``, and under ``AsyncClient`` only in worker threads.
+    sync_only: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -193,6 +196,7 @@ class PluginHost:
             hooks=self._hooks_of(plugin),
             providers=tuple(providers),
             error=error,
+            sync_only=tuple(p for p in providers if self._providers[p].translates is False),
         )
         self._records[name] = record
         if error is not None:

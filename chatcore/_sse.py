@@ -4,11 +4,13 @@ The parser follows the SSE specification (WHATWG) as real servers bend it: ``dat
 without a space (TGI writes none), multi-line ``data``, comment and keep-alive lines, CR, LF
 or CRLF line ends, events split anywhere across network reads; it is pure (bytes in, events
 out), linear in the bytes received, and caps each event (``max_event_bytes``), so a hostile
-stream can neither stall nor exhaust it. :func:`openai_chunks` turns the events
-of an OpenAI-style stream into :class:`~chatcore.models.ChatChunk` objects: it stops at
-``[DONE]``, tolerates ``choices: []`` chunks (the usage chunk, Azure's first chunk) and
-unknown keys, raises :class:`~chatcore.exceptions.StreamError` on an in-band ``error`` event
-and on a stream that ends without its terminator.
+stream can neither stall nor exhaust it. :class:`SSEParser` is that parser fed one read at
+a time (the async transport reads the bytes itself); :func:`iter_sse` runs it over an
+iterable of reads. :func:`openai_chunks` turns the events of an OpenAI-style stream into
+:class:`~chatcore.models.ChatChunk` objects: it stops at ``[DONE]``, tolerates
+``choices: []`` chunks (the usage chunk, Azure's first chunk) and unknown keys, raises
+:class:`~chatcore.exceptions.StreamError` on an in-band ``error`` event and on a stream that
+ends without its terminator.
 """
 
 from __future__ import annotations

@@ -303,12 +303,6 @@ def _check_name(name: str, func: Any) -> str:
 def _check_callable(func: Any, what: str) -> None:
     if not callable(func):
         raise ConfigurationError(f"{what}: expected a function, got {type(func).__name__}")
-    target = getattr(func, "__call__", func)  # noqa: B004
-    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(target):
-        raise ConfigurationError(
-            f"{what}: async functions are not supported; wrap it, e.g. "
-            "`lambda **kw: asyncio.run(f(**kw))` with an explicit Tool"
-        )
 
 
 def tool_from_function(

@@ -185,6 +185,16 @@ class ProviderSpec:
     version: str = ""
 
     @property
+    def translates(self) -> bool | None:
+        """Whether the provider follows the translate-only contract (works natively under
+        ``AsyncClient``); ``False`` for a 0.1 provider doing its own I/O; ``None`` when
+        the factory is not a :class:`Provider` class and cannot tell without building one."""
+        factory = self.factory
+        if isinstance(factory, type) and issubclass(factory, Provider):
+            return factory.prepare_chat is not Provider.prepare_chat
+        return None
+
+    @property
     def api_key_env(self) -> tuple[str, ...]:
         """The vendor environment variables holding this provider's API key."""
         return self.all_options()["api_key"].env

@@ -105,7 +105,18 @@ def test_plugins_json(env):
         "error",
         "disabled",
         "builtin",
+        "sync_only",
     }
+    # a 0.1 provider (its own I/O) is flagged; the bundled translate-only ones are not
+    assert records["clitest_plugin"]["sync_only"] == ["clitest"]
+    assert records["openai"]["sync_only"] == []
+
+
+def test_plugins_table_flags_sync_only_providers(env):
+    out = run(["plugins"], env)
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    assert "sync-only: clitest" in rows["clitest_plugin"]
+    assert "sync-only" not in rows["openai"]
 
 
 def test_chat_and_models_over_http(env):

@@ -238,6 +238,26 @@ def test_unsupported_annotations_name_the_parameter(annotation: Any, needle: str
     assert "'f'" in str(info.value)
 
 
+def test_async_functions_are_tools_too(make_client, server) -> None:
+    """An async tool gets its schema from its signature; the sync client runs it to its
+    end (the async client awaits it: tests/test_aclient.py)."""
+
+    async def double(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    tool = tool_from_function(double)
+    assert tool.function.name == "double"
+    assert tool.function.parameters["properties"]["x"] == {"type": "integer"}
+    server.enqueue(
+        Reply.chat(tool_calls=[{"name": "double", "arguments": {"x": 21}}]),
+        Reply.chat(text="42"),
+    )
+    run = make_client().run_tools("wire:m", "double 21", [double])
+    assert run.calls[0].result == 42
+    assert run.calls[0].error is None
+
+
 def test_other_configuration_errors() -> None:
     def unannotated(x):  # type: ignore[no-untyped-def]
         return x
@@ -245,15 +265,10 @@ def test_other_configuration_errors() -> None:
     def star(*args: int) -> None:
         return None
 
-    async def coro(x: int) -> int:
-        return x
-
     with pytest.raises(ConfigurationError, match="'x' has no type annotation"):
         tool_from_function(unannotated)
     with pytest.raises(ConfigurationError, match=r"\*args is not supported"):
         tool_from_function(star)
-    with pytest.raises(ConfigurationError, match="async functions"):
-        tool_from_function(coro)
     with pytest.raises(ConfigurationError, match=r"must match \[A-Za-z0-9_-\]"):
         tool_from_function(lambda x: x)
     with pytest.raises(ConfigurationError, match="must match"):
