@@ -251,6 +251,12 @@ class AsyncClient(BaseClient):
             health, self._health = self._health, None
         for transport in transports:
             await transport.aclose()
+        for component in {id(c): c for c in self._owned}.values():
+            # an async-capable component from a hook (e.g. chatcore-redis) holds a pool
+            # bound to this loop; one the caller passed in is the caller's to close
+            close = getattr(component, "aclose", None)
+            if close is not None:
+                await close()
         for p in providers:
             p.close()
         if health is not None:

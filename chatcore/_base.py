@@ -115,8 +115,12 @@ class BaseClient:
         self.retries = 0
 
         self.rate_limits = dict(s.rate_limits)
+        #: Components this client made (from hooks or defaults), which it closes.
+        self._owned: list[Any] = []
         if rate_limiter is None:
             rate_limiter = plugin_host.rate_limiter(s)
+            if rate_limiter is not None:
+                self._owned.append(rate_limiter)
         if rate_limiter is None:
             rate_limiter = (
                 InMemoryRateLimiter(self.rate_limits, max_server_hold=s.max_server_hold)
@@ -158,6 +162,8 @@ class BaseClient:
         found = self._host.cache(self.settings)
         if found is None:
             found = InMemoryCache(maxsize=self.cache_maxsize, ttl=self.cache_ttl)
+        else:
+            self._owned.append(found)
         return cast("ResponseCache", found)
 
     def _call_cache(self, choice: Any) -> ResponseCache | None:

@@ -337,11 +337,13 @@ async def _attempt(
     number: int,
     deadline: float | None,
     estimate: int,
-    send: Effect[T],
+    send: Effect[Any],
+    parse: Callable[[Any], T] | None = None,
 ) -> tuple[Any, T, float]:
-    """One attempt's limiter grant and ``send``; a failure (or a cancellation) settles the
-    grant, teaches the limiter (429s, rate-limit headers) and records the attempt before
-    it is raised. Returns ``(ticket, result, started)``."""
+    """One attempt's limiter grant, ``send`` and ``parse`` of what came back; a failure
+    (a bad answer or a cancellation too) settles the grant, teaches the limiter (429s,
+    rate-limit headers) and records the attempt before it is raised. Returns
+    ``(ticket, result, started)``."""
     limiter = core.rate_limiter
     max_wait = None if deadline is None else max(0.0, deadline - time.monotonic())
     ticket = await Component(
@@ -349,7 +351,8 @@ async def _attempt(
     )
     started = time.perf_counter()
     try:
-        return ticket, await send, started
+        answer = await send
+        return ticket, (parse(answer) if parse is not None else answer), started
     except APIError as exc:
         await Component(limiter, "reconcile", (ticket, None))
         headers = provider.rate_limit_headers(exc.headers) if exc.headers else exc.headers
@@ -413,17 +416,19 @@ async def chat_pipeline(
     transport = core._transport_of(provider) if provider.translates else None
     call = provider.prepare_chat(request) if transport is not None else None
 
+    def parse(answer: Any) -> ChatResponse:
+        if call is None:  # a 0.1 provider parsed its own answer
+            return cast(ChatResponse, answer)
+        return provider.parse_chat(request, answer)
+
     async def attempt(number: int) -> ChatResponse:
         send: Effect[Any]
         if call is not None:
             send = Send(transport, call, model, deadline)
         else:
             send = Legacy(lambda: provider.chat(request), deadline)
-        ticket, answer, attempt_started = await _attempt(
-            core, request, provider, number, deadline, estimate, send
-        )
-        response: ChatResponse = (
-            provider.parse_chat(request, answer) if call is not None else answer
+        ticket, response, attempt_started = await _attempt(
+            core, request, provider, number, deadline, estimate, send, parse
         )
         usage = response.usage
         await Component(

@@ -9,11 +9,16 @@
 - ``chatcore_<name>/__init__.py``: ``__version__`` and the ``chatcore_providers`` hook
   returning a :class:`~chatcore.provider.ProviderSpec` with the options ``api_key`` (secret,
   ``<NAME>_API_KEY``) and ``base_url`` (``<NAME>_BASE_URL``);
-- ``chatcore_<name>/_provider.py``: a provider for an OpenAI-compatible Chat Completions
-  server (chat, stream, list_models) that works as generated;
+- ``chatcore_<name>/_provider.py``: a translate-only provider for an OpenAI-compatible
+  Chat Completions server that works as generated: it sets its target (base URL and key)
+  and turns requests into :class:`~chatcore.provider.HttpCall` descriptions and answers
+  back (``prepare_chat`` / ``parse_chat``, ``prepare_stream`` / ``stream_decoder``,
+  ``prepare_models`` / ``parse_models``), so the core sends it under
+  :class:`~chatcore.Client` and :class:`~chatcore.AsyncClient` alike;
 - ``chatcore_<name>/py.typed``;
 - ``tests/test_conformance.py`` (chatcore's :class:`ProviderConformance` against the stand-in
-  server) and ``tests/test_provider.py``.
+  server) and ``tests/test_provider.py`` (configuration, a chat, and a chat and a stream
+  through ``AsyncClient``).
 
 The generated tests pass out of the box once the project is installed
 (``pip install -e ".[test]" && pytest``).

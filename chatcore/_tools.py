@@ -572,13 +572,21 @@ def _execute(registry: Mapping[str, _Registered], call: ToolCall, turn: int) -> 
 
 
 def _run_awaitable(awaitable: Any) -> Any:
-    """Run an async tool's awaitable to its end from sync code (a fresh event loop)."""
+    """Run an async tool's awaitable to its end from sync code: on a fresh event loop, in
+    a worker thread when this thread already runs one (sync code called from async)."""
     import asyncio
 
     async def wait() -> Any:
         return await awaitable
 
-    return asyncio.run(wait())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatcore-tool") as pool:
+        return pool.submit(asyncio.run, wait()).result()
 
 
 async def _aexecute(

@@ -578,3 +578,54 @@ def test_response_model_parses_the_answer(make_async, server):
     response = run(main())
     assert response.parsed == City("Oslo", 700000)
     assert server.last_request.json()["response_format"]["type"] == "json_schema"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_bad_answer_settles_the_grant_and_is_recorded_as_an_attempt(make_async, server, kind):
+    """parse_chat failing on a 2xx body is part of the attempt: the limiter gets its
+    tokens back and the attempt is counted (it once leaked the grant)."""
+    server.enqueue(Reply.raw(b'{"not": "a chat"}', content_type="application/json"))
+    limits = {"sse": {"tpm": 10_000}}
+
+    async def go(client: Any) -> None:
+        async with client:
+            await client.chat(MODEL, "Hello")
+
+    if kind == "async":
+        client = make_async(rate_limits=limits)
+        with pytest.raises(chatcore.ResponseDecodeError):
+            run(go(client))
+    else:
+        host = PluginHost(load_entry_points=False, plugins=[AsyncPlugin()], environ={})
+        client = chatcore.Client(
+            plugin_host=host,
+            providers={"sse": {"api_key": TEST_KEY, "base_url": server.base_url}},
+            environ={},
+            rate_limits=limits,
+        )
+        with pytest.raises(chatcore.ResponseDecodeError):
+            client.chat(MODEL, "Hello")
+        client.close()
+    assert client.rate_limiter.status()["sse"]["tokens_available"] == pytest.approx(10_000, abs=1)
+    stats = client.metrics.snapshot()["providers"]["sse"]
+    assert stats["attempts"]["errors"] == 1
+
+
+def test_a_sync_client_runs_an_async_tool_from_inside_a_running_loop(make_client, server):
+    async def double(x: int) -> int:
+        """Twice x."""
+        await asyncio.sleep(0)
+        return 2 * x
+
+    server.enqueue(
+        Reply.chat(tool_calls=[{"name": "double", "arguments": {"x": 4}}]),
+        Reply.chat(text="8"),
+    )
+    client = make_client()
+
+    async def inside_a_loop() -> Any:
+        return client.run_tools("wire:m", "double 4", [double])  # sync code called from async
+
+    result = run(inside_a_loop())
+    assert result.calls[0].error is None
+    assert result.calls[0].result == 8

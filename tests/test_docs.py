@@ -6,11 +6,21 @@ examples run.
 - every name in ``chatcore.__all__`` appears in ``docs/api.md``;
 - every page's ```` ```python ```` blocks run, in order, in one namespace per page, against
   local stand-in servers (``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` / ``HF_TOKEN`` point at
-  them, and any other provider URL is redirected to them: nothing leaves the machine). A
-  block preceded by the line ``<!-- no-run -->`` is skipped (a fragment, a sketch that needs
-  a real service, or a block that only shows a file's contents); a block preceded by
-  ``<!-- raises: ConfigurationError -->`` must raise that exception (a class name anywhere
-  in the raised exception's MRO). Pages in :data:`KNOWN_FAILING` are strict xfails;
+  them, and any other provider URL is redirected to them, from ``Client`` and
+  ``AsyncClient`` alike: nothing leaves the machine). The HTML comment on the line before a
+  block changes how it runs:
+
+  - ``<!-- no-run -->``: skipped (a fragment, a sketch that needs a real service, or a
+    block that only shows a file's contents);
+  - ``<!-- raises: ConfigurationError -->``: the block must raise that exception (a class
+    name anywhere in the raised exception's MRO);
+  - ``<!-- requires: fastapi, httpx2|httpx, python>=3.11 -->``: the block runs only where
+    each of these is installed (``a|b``: either one) and on that Python; where one is
+    missing, the page's other blocks still run, and the page is reported as skipped,
+    naming the blocks not run and what they need.
+
+  A page that leaves an ``AsyncClient`` open fails (``aclose()`` it, or use ``async
+  with``). Pages in :data:`KNOWN_FAILING` are strict xfails;
 - every page is in the nav of ``mkdocs.yml``, and the plugin tutorial shows exactly the
   files ``chatcore new-plugin acme`` writes.
 """
@@ -42,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 NO_RUN = "<!-- no-run -->"
 _RAISES = re.compile(r"^<!-- raises: (?P<name>\w+) -->$")
+_REQUIRES = re.compile(r"^<!-- requires: (?P<what>[\w.,|>=\s]+?) -->$")
 #: Seconds a page's blocks may take together.
 PAGE_TIMEOUT = 30
 
@@ -226,6 +237,35 @@ def test_block_parser(tmp_path):
     ]
 
 
+def test_requires_marker():
+    assert _missing_requirements(None) == []
+    assert _missing_requirements("<!-- no-run -->") == []
+    assert _missing_requirements("<!-- requires: json, os.path -->") == []
+    assert _missing_requirements("<!-- requires: json, no_such_module_0 -->") == [
+        "no_such_module_0 (not installed)"
+    ]
+    assert _missing_requirements("<!-- requires: no_such_module_0|json -->") == []
+    assert _missing_requirements("<!-- requires: python>=3.10 -->") == []
+    assert _missing_requirements("<!-- requires: python>=99.1, json -->") == ["python>=99.1"]
+
+
+def test_an_async_client_left_open_is_reported_and_closed(docs_env):
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        client = chatcore.AsyncClient()
+        assert loop.run_until_complete(client.chat("openai:gpt-4o-mini", "Hello")).text
+        namespace: dict[str, Any] = {"client": client, "other": 1}
+        (problem,) = _left_open("page.md", namespace)
+        assert "docs/page.md: the AsyncClient 'client' is left open" in problem
+        assert _left_open("page.md", {"fresh": chatcore.AsyncClient()}) == []
+        _cleanup(namespace)  # closed on its own loop: nothing left to warn
+        assert _left_open("page.md", {"client": client}) == []
+    finally:
+        loop.close()
+
+
 class _Timeout(Exception):
     pass
 
@@ -301,7 +341,7 @@ def isolated_logging() -> Iterator[None]:
 def docs_env(tmp_path, monkeypatch) -> Iterator[dict[str, Any]]:
     """Stand-in servers, the provider variables pointing at them, a scratch working
     directory, and every other provider URL redirected to a stand-in."""
-    from chatcore import _plugins, _transport
+    from chatcore import _plugins
     from chatcore.testing.server import StandInServer
 
     for key in list(os.environ):
@@ -324,10 +364,8 @@ def docs_env(tmp_path, monkeypatch) -> Iterator[dict[str, Any]]:
         monkeypatch.chdir(tmp_path)
 
         servers = {srv.url.rstrip("/") for srv in (openai, azure, tgi)}
-        original = _transport.HttpTransport.url
 
-        def redirected(self: Any, path: str) -> str:
-            url = original(self, path)
+        def redirect(url: str) -> str:
             parts = urlsplit(url)
             if f"{parts.scheme}://{parts.netloc}" in servers:
                 return url
@@ -343,10 +381,31 @@ def docs_env(tmp_path, monkeypatch) -> Iterator[dict[str, Any]]:
             rest = url[len(f"{parts.scheme}://{parts.netloc}") :]
             return target.url.rstrip("/") + rest
 
-        monkeypatch.setattr(_transport.HttpTransport, "url", redirected)
+        # every transport builds its URLs with .url(path): the requests one (Client) and
+        # the aiohttp one (AsyncClient)
+        for transport in _transports():
+            original = transport.url
+
+            def redirected(self: Any, path: str, _original: Any = original) -> str:
+                return redirect(_original(self, path))
+
+            monkeypatch.setattr(transport, "url", redirected)
         # a fresh plugin registry for the page (it reads the environment when loaded)
         monkeypatch.setattr(_plugins, "_host", None)
         yield {"openai": openai, "azure": azure, "tgi": tgi}
+
+
+def _transports() -> list[Any]:
+    """The core's transport classes (the aiohttp one where aiohttp imports)."""
+    from chatcore import _transport
+
+    found: list[Any] = [_transport.HttpTransport]
+    try:
+        from chatcore import _atransport
+    except ImportError:  # pragma: no cover - aiohttp is a dependency of the core
+        return found
+    found.append(_atransport.AsyncHttpTransport)
+    return found
 
 
 #: Pages whose blocks are known to fail, with why: strict xfails, so fixing a page (or
@@ -377,14 +436,21 @@ def test_python_blocks_run(page, docs_env, isolated_logging):
     module = types.ModuleType("docs_page_" + re.sub(r"\W", "_", page[:-3]))
     sys.modules[module.__name__] = module
     failures: list[str] = []
+    not_run: list[str] = []
     try:
         with _time_limit(PAGE_TIMEOUT), warnings.catch_warnings():
             warnings.simplefilter("default")
             for block in blocks:
-                if block.marker != NO_RUN:
-                    problem = _run_block(page, block, module)
-                    if problem:
-                        failures.append(problem)
+                if block.marker == NO_RUN:
+                    continue
+                missing = _missing_requirements(block.marker)
+                if missing:
+                    not_run.append(f"docs/{page}:{block.line} needs {', '.join(missing)}")
+                    continue
+                problem = _run_block(page, block, module)
+                if problem:
+                    failures.append(problem)
+        failures.extend(_left_open(page, vars(module)))
     finally:
         sys.modules.pop(module.__name__, None)
         _cleanup(vars(module))
@@ -392,6 +458,44 @@ def test_python_blocks_run(page, docs_env, isolated_logging):
         # later blocks run on after a failure, so all of a page's problems show at once
         # (a NameError after a failing block may only be a consequence of it)
         pytest.fail("\n\n".join(failures), pytrace=False)
+    if not_run:
+        pytest.skip("the page's other blocks ran and passed; not run: " + "; ".join(not_run))
+
+
+def _missing_requirements(marker: str | None) -> list[str]:
+    """What a ``<!-- requires: a, b|c -->`` block needs and this environment lacks:
+    modules that are not installed (of ``b|c``, neither), or a Python older than
+    ``python>=X.Y``."""
+    import importlib.util
+
+    match = _REQUIRES.match(marker or "")
+    if match is None:
+        return []
+    missing = []
+    for item in (part.strip() for part in match["what"].split(",")):
+        if item.startswith("python>="):
+            wanted = tuple(int(n) for n in item[len("python>=") :].split("."))
+            if sys.version_info[: len(wanted)] < wanted:
+                missing.append(item)
+        elif not any(importlib.util.find_spec(name.strip()) for name in item.split("|")):
+            missing.append(f"{item} (not installed)")
+    return missing
+
+
+def _left_open(page: str, namespace: dict[str, Any]) -> list[str]:
+    """A problem for each ``AsyncClient`` the page left with an open session (a client
+    that is not ``aclose()``d leaks its connections, and cannot be closed for it here
+    once its event loop has ended)."""
+    problems = []
+    for name, value in namespace.items():
+        if isinstance(value, chatcore.AsyncClient):
+            sessions = [t for t in (value._transports or {}).values() if t._session is not None]
+            if sessions:
+                problems.append(
+                    f"docs/{page}: the AsyncClient {name!r} is left open; "
+                    "aclose() it, or use 'async with chatcore.AsyncClient() as client'"
+                )
+    return problems
 
 
 def _run_block(page: str, block: Block, module: types.ModuleType) -> str | None:
@@ -418,15 +522,55 @@ def _run_block(page: str, block: Block, module: types.ModuleType) -> str | None:
 def _cleanup(namespace: dict[str, Any]) -> None:
     """Close the clients and stop the servers a page left open; turn chatcore's logging
     off."""
+    left_async = False
     for value in list(namespace.values()):
         if isinstance(value, chatcore.Client):
             with contextlib.suppress(Exception):
                 value.close()
+        elif isinstance(value, chatcore.AsyncClient):
+            left_async = _close_async(value) or left_async
         elif "Server" in type(value).__name__ and callable(getattr(value, "stop", None)):
             with contextlib.suppress(Exception):
                 value.stop()
     with contextlib.suppress(Exception):
         chatcore.configure_logging(None)
+    if left_async:
+        # sockets of a loop that has ended cannot be closed through it: drop them here,
+        # so that their ResourceWarnings do not surface in a later test
+        import gc
+
+        namespace.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+
+
+def _close_async(client: Any) -> bool:
+    """Close what a page left open of an ``AsyncClient``: its aiohttp sessions (on their
+    own loop while it exists; once it has ended, as far as a new loop can: the pooled
+    sockets may then still warn when collected) and its blocking pools. True when a
+    session was left open."""
+    import asyncio
+
+    transports = list((client._transports or {}).values())
+    client._transports, client._loop = {}, None
+    left = False
+    for transport in transports:
+        session, loop = transport._session, transport._loop
+        transport._session = transport._loop = None
+        if session is None or session.closed:
+            continue
+        left = True
+        with contextlib.suppress(Exception):
+            if loop is not None and loop.is_running():  # a loop in another thread
+                asyncio.run_coroutine_threadsafe(session.close(), loop).result(5)
+            elif loop is not None and not loop.is_closed():
+                loop.run_until_complete(session.close())
+            else:  # its loop has ended: as far as a new loop can
+                asyncio.run(session.close())
+    with contextlib.suppress(Exception):
+        asyncio.run(client.aclose())
+    return left
 
 
 # -- the site ---------------------------------------------------------------------------------

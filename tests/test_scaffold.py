@@ -34,6 +34,7 @@ from chatcore._scaffold import (
     validate_name,
 )
 from chatcore.exceptions import ConfigurationError
+from chatcore.provider import Provider
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,6 +144,14 @@ def test_generated_files(tmp_path):
     assert 'name="acme"' in init
     provider_code = (project / "chatcore_acme_cloud" / "_provider.py").read_text()
     assert "class AcmeProvider(Provider)" in provider_code
+    # translate-only: it describes calls and parses answers, and does no I/O of its own
+    for method in ("prepare_chat", "parse_chat", "prepare_stream", "stream_decoder"):
+        assert f"def {method}(self" in provider_code
+    for method in ("chat", "stream", "list_models"):
+        assert f"def {method}(self" not in provider_code
+    assert "make_transport" not in provider_code and "self.set_target(" in provider_code
+    tests_code = (project / "tests" / "test_provider.py").read_text()
+    assert "chatcore.AsyncClient(" in tests_code
     conformance = (project / "tests" / "test_conformance.py").read_text()
     assert "class TestAcmeConformance(ProviderConformance)" in conformance
     assert 'server_flavor = "openai"' in conformance
@@ -173,6 +182,11 @@ def test_generated_code_is_importable_in_process(tmp_path):
     assert provider_spec.api_key_env == ("ZETA_9_API_KEY",)
     assert provider_spec.env_names("base_url") == ("CHATCORE_ZETA_9_BASE_URL", "ZETA_9_BASE_URL")
     assert provider_spec.capabilities == frozenset({"chat", "stream", "models"})
+    # the factory is a translate-only provider (AsyncClient sends it natively, no threads)
+    factory = provider_spec.factory
+    assert isinstance(factory, type) and issubclass(factory, Provider)
+    assert factory.prepare_chat is not Provider.prepare_chat
+    assert factory.chat is Provider.chat and factory.stream is Provider.stream
 
 
 def test_generated_code_is_lint_and_format_clean(tmp_path):

@@ -1,6 +1,10 @@
 """A response cache in Redis, shared by every worker: the keys of the in-memory cache
 (:func:`chatcore.cache_key`) under a namespace prefix, values as JSON of
-:func:`chatcore._cache.freeze_for_cache` (never pickle), expiry by Redis (``PX``)."""
+:func:`chatcore._cache.freeze_for_cache` (never pickle), expiry by Redis (``PX``).
+
+Each operation is written once as a flow (:mod:`chatcore_redis._io`) and run over the
+blocking client (``get``/``set``, the sync ``Client``) or ``redis.asyncio``
+(``aget``/``aset``, the ``AsyncClient``): one set of entries for both."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -32,10 +36,12 @@ from chatcore_redis._config import (
     connect,
     url_password,
 )
+from chatcore_redis._io import Command, Driver, Flow, Step
 
 __all__ = ["RedisCache", "RedisCacheStats"]
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+_UNLINK_BATCH = 500
 
 
 @attrs.frozen
@@ -109,13 +115,15 @@ class RedisCache:
         socket_timeout = check_timeout(socket_timeout, "socket_timeout")
         if connect_timeout is not None:
             connect_timeout = check_timeout(connect_timeout, "connect_timeout")
-        self.redis, self.url, self._owns_client = connect(
+        backend = connect(
             url,
             client,
             password=password,
             socket_timeout=socket_timeout,
             connect_timeout=connect_timeout,
         )
+        self.redis, self.url, self._owns_client = backend.client, backend.url, backend.owned
+        self._io = Driver(backend.client, backend.connector)
         self.ttl = ttl
         self.prefix = prefix
         self.namespace = f"{prefix}cache:"
@@ -148,18 +156,54 @@ class RedisCache:
         if self.failure_policy == "fail_closed":
             raise RedisUnavailableError(self._guard.unavailable_message(error), url=self.url)
 
-    # --- the interface ---------------------------------------------------------------
+    # --- the interface: the blocking client (Client) and the asyncio one (AsyncClient) --
 
     def get(self, key: str) -> ChatResponse | None:
         """The live response under ``key``, or ``None`` (a miss; also when Redis is
         unreachable under ``fail_open``)."""
-        raw: Any = None
+        return self._io.run(self._get_flow(key))
+
+    async def aget(self, key: str) -> ChatResponse | None:
+        """:meth:`get` over ``redis.asyncio`` (the async client's path)."""
+        return await self._io.arun(self._get_flow(key))
+
+    def set(self, key: str, response: ChatResponse, ttl: float | None = None) -> None:
+        """Store ``response`` (without per-call metadata) under ``key`` for ``ttl``
+        seconds (``None``: the cache's default; ``math.inf``: no expiry). A value larger
+        than ``max_value_bytes`` is skipped and counted."""
+        self._io.run(self._set_flow(key, response, ttl))
+
+    async def aset(self, key: str, response: ChatResponse, ttl: float | None = None) -> None:
+        """:meth:`set` over ``redis.asyncio`` (the async client's path)."""
+        await self._io.arun(self._set_flow(key, response, ttl))
+
+    def stats(self) -> RedisCacheStats:
+        """A snapshot of the counters; ``size`` counts the prefix's entries with SCAN."""
+        return self._io.run(self._stats_flow())
+
+    async def astats(self) -> RedisCacheStats:
+        """:meth:`stats` over ``redis.asyncio``."""
+        return await self._io.arun(self._stats_flow())
+
+    def clear(self) -> None:
+        """Delete every entry under the prefix (SCAN + UNLINK; never FLUSHDB): the
+        entries of every worker sharing the prefix, nothing else. The counters keep
+        counting."""
+        self._io.run(self._clear_flow())
+
+    async def aclear(self) -> None:
+        """:meth:`clear` over ``redis.asyncio``."""
+        await self._io.arun(self._clear_flow())
+
+    # --- the flows (see chatcore_redis._io): the logic, written once -----------------
+
+    def _get_flow(self, key: str) -> Flow[ChatResponse | None]:
         if not self._guard.should_try():
             self._count("_misses")
             self._failed(None, "treating lookups as misses (fail_open)")
             return None
         try:
-            raw = self.redis.get(self.namespace + key)
+            raw = yield Command("get", (self.namespace + key,))
         except BACKEND_ERRORS as exc:
             self._count("_misses")
             self._failed(exc, "treating lookups as misses (fail_open)")
@@ -179,10 +223,7 @@ class RedisCache:
         self._count("_hits")
         return response
 
-    def set(self, key: str, response: ChatResponse, ttl: float | None = None) -> None:
-        """Store ``response`` (without per-call metadata) under ``key`` for ``ttl``
-        seconds (``None``: the cache's default; ``math.inf``: no expiry). A value larger
-        than ``max_value_bytes`` is skipped and counted."""
+    def _set_flow(self, key: str, response: ChatResponse, ttl: float | None) -> Flow[None]:
         seconds = self._default_ttl if ttl is None else _check_ttl(ttl, "ttl")
         data = json.dumps(
             freeze_for_cache(response), ensure_ascii=False, separators=(",", ":")
@@ -195,24 +236,42 @@ class RedisCache:
             self._failed(None, "not storing (fail_open)")
             return
         try:
-            self.redis.set(self.namespace + key, data, px=px)
+            yield Command("set", (self.namespace + key, data), {"px": px})
         except BACKEND_ERRORS as exc:
             self._failed(exc, "not storing (fail_open)")
             return
         self._guard.succeeded()
         self._count("_stores")
 
-    def _scan(self) -> Iterator[bytes]:
+    def _scan_flow(self, visit: Callable[[list[Any]], Iterable[Step]]) -> Flow[None]:
+        """SCAN the prefix's entries; each page of names is given to ``visit``, whose
+        steps are carried out."""
         pattern = self.namespace.translate(_GLOB_SPECIAL) + "*"
-        yield from self.redis.scan_iter(match=pattern, count=1000)
+        cursor: Any = 0
+        while True:
+            cursor, names = yield Command("scan", (cursor,), {"match": pattern, "count": 1000})
+            if names:
+                yield from visit(list(names))
+            if int(cursor) == 0:
+                return
 
-    def stats(self) -> RedisCacheStats:
-        """A snapshot of the counters; ``size`` counts the prefix's entries with SCAN."""
+    def _size_flow(self) -> Flow[int]:
+        size = 0
+
+        def count(names: list[Any]) -> Iterable[Step]:
+            nonlocal size
+            size += len(names)
+            return ()
+
+        yield from self._scan_flow(count)
+        return size
+
+    def _stats_flow(self) -> Flow[RedisCacheStats]:
         size = evicted = expired = -1
         if self._guard.should_try():
             try:
-                size = sum(1 for _ in self._scan())
-                info = self.redis.info("stats")
+                size = yield from self._size_flow()
+                info = yield Command("info", ("stats",))
                 evicted = int(info.get("evicted_keys", -1))
                 expired = int(info.get("expired_keys", -1))
             except BACKEND_ERRORS as exc:
@@ -232,19 +291,13 @@ class RedisCache:
                 server_expired_keys=expired,
             )
 
-    def clear(self) -> None:
-        """Delete every entry under the prefix (SCAN + UNLINK; never FLUSHDB): the
-        entries of every worker sharing the prefix, nothing else. The counters keep
-        counting."""
+    def _clear_flow(self) -> Flow[None]:
+        def unlink(names: list[Any]) -> Flow[None]:
+            for start in range(0, len(names), _UNLINK_BATCH):
+                yield Command("unlink", tuple(names[start : start + _UNLINK_BATCH]))
+
         try:
-            batch: list[bytes] = []
-            for name in self._scan():
-                batch.append(name)
-                if len(batch) >= 500:
-                    self.redis.unlink(*batch)
-                    batch = []
-            if batch:
-                self.redis.unlink(*batch)
+            yield from self._scan_flow(unlink)
         except BACKEND_ERRORS as exc:
             self._failed(exc, "entries not cleared (fail_open)")
             return
@@ -258,9 +311,17 @@ class RedisCache:
         return not self._guard.down
 
     def close(self) -> None:
-        """Close the connection pool, when this cache created it."""
+        """Close the blocking connection pool, when this cache created it. (The asyncio
+        pools are closed by :meth:`aclose`, or when their event loop shuts down.)"""
         if self._owns_client:
             self.redis.close()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's asyncio connection pool (shared with the objects
+        built on the same blocking client; the next async call opens a new one), then
+        :meth:`close`."""
+        await self._io.connector.aclose()
+        self.close()
 
     def __enter__(self) -> RedisCache:
         return self
@@ -268,8 +329,14 @@ class RedisCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    async def __aenter__(self) -> RedisCache:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     def __len__(self) -> int:
-        return sum(1 for _ in self._scan())
+        return self._io.run(self._size_flow())
 
     def __repr__(self) -> str:
         ttl = "None" if self.ttl is None else f"{self.ttl:g}"

@@ -11,8 +11,9 @@ import math
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import attrs
@@ -24,6 +25,10 @@ from chatcore._log import logger, register_secrets
 from chatcore._redact import MASK, redact
 from chatcore.exceptions import ChatcoreError, ConfigurationError
 from chatcore_redis._env import environ_of, flag
+from chatcore_redis._io import AsyncConnector
+
+if TYPE_CHECKING:
+    import redis.asyncio as aredis
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
@@ -243,6 +248,26 @@ class RedisSettings:
 # Connections
 
 
+def _client_options(
+    url: str,
+    *,
+    password: str | None,
+    socket_timeout: float,
+    connect_timeout: float | None,
+    retry: Any,
+) -> dict[str, Any]:
+    """The options of every client made for ``url``, blocking or asyncio alike."""
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": connect_timeout if connect_timeout else socket_timeout,
+        "retry": retry,
+        "health_check_interval": 0,
+    }
+    if password and not url_password(url):
+        options["password"] = password
+    return options
+
+
 def make_client(
     url: str,
     *,
@@ -255,21 +280,120 @@ def make_client(
     reconnects on the next command after a failure. Passwords are registered with
     chatcore's log redaction."""
     register_secrets(_secrets(url, password))
-    kwargs: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": connect_timeout if connect_timeout else socket_timeout,
-        "retry": Retry(NoBackoff(), 0),
-        "health_check_interval": 0,
-    }
-    if password and not url_password(url):
-        kwargs["password"] = password
+    options = _client_options(
+        url,
+        password=password,
+        socket_timeout=socket_timeout,
+        connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
-        return redis.Redis.from_url(url, **kwargs)
+        return redis.Redis.from_url(url, **options)
     except (ValueError, redis.RedisError) as exc:
         raise ConfigurationError(
             f"Redis URL {mask_url(url, password)}: "
             f"{redact(str(exc), _secrets(url, password)) or type(exc).__name__}"
         ) from None
+
+
+def async_factory(
+    url: str,
+    *,
+    password: str | None = None,
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    connect_timeout: float | None = None,
+) -> Callable[[], aredis.Redis]:
+    """Makes ``redis.asyncio`` clients with the options of :func:`make_client` (the same
+    URL, password, timeouts, and no retries inside redis-py)."""
+
+    def make() -> aredis.Redis:
+        import redis.asyncio
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        options = _client_options(
+            url,
+            password=password,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            retry=AsyncRetry(NoBackoff(), 0),
+        )
+        return redis.asyncio.Redis.from_url(url, **options)
+
+    return make
+
+
+#: What an asyncio client copies from a blocking client built elsewhere: its address,
+#: credentials, timeouts and encoding (plus its ``ssl_*`` options); never redis-py's
+#: internal state, nor its retries (the failure policy decides).
+_COPIED_OPTIONS = frozenset(
+    {
+        "host",
+        "port",
+        "path",
+        "db",
+        "username",
+        "password",
+        "credential_provider",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "socket_keepalive_options",
+        "client_name",
+        "encoding",
+        "encoding_errors",
+        "decode_responses",
+        "protocol",
+    }
+)
+
+
+def async_factory_like(client: redis.Redis) -> Callable[[], aredis.Redis]:
+    """Makes ``redis.asyncio`` clients connecting where ``client`` connects, with its
+    credentials and timeouts, and no retries inside redis-py."""
+    pool = client.connection_pool
+    kind = pool.connection_class.__name__
+    options = {
+        name: value
+        for name, value in pool.connection_kwargs.items()
+        if name in _COPIED_OPTIONS or (kind == "SSLConnection" and name.startswith("ssl_"))
+    }
+
+    def make() -> aredis.Redis:
+        import redis.asyncio
+        from redis.asyncio import connection
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        classes: dict[str, type[connection.AbstractConnection]] = {
+            "UnixDomainSocketConnection": connection.UnixDomainSocketConnection,
+            "SSLConnection": connection.SSLConnection,
+        }
+        apool = connection.ConnectionPool(
+            connection_class=classes.get(kind, connection.Connection),
+            retry=AsyncRetry(NoBackoff(), 0),
+            health_check_interval=0,
+            **options,
+        )
+        return redis.asyncio.Redis.from_pool(apool)  # closes the pool with the client
+
+    return make
+
+
+_connectors: weakref.WeakKeyDictionary[redis.Redis, AsyncConnector] = weakref.WeakKeyDictionary()
+_connectors_lock = threading.Lock()
+
+
+def connector_for(
+    client: redis.Redis, factory: Callable[[], aredis.Redis] | None = None
+) -> AsyncConnector:
+    """The asyncio side of ``client``: one :class:`AsyncConnector` per blocking client, so
+    every limiter and cache sharing a blocking pool share one asyncio pool per event loop.
+    ``factory`` makes its clients (default: :func:`async_factory_like`)."""
+    with _connectors_lock:
+        found = _connectors.get(client)
+        if found is None:
+            found = AsyncConnector(factory or async_factory_like(client))
+            _connectors[client] = found
+        return found
 
 
 def _client_url(client: redis.Redis) -> str:
@@ -282,6 +406,20 @@ def _client_url(client: redis.Redis) -> str:
     return f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
 
 
+@attrs.frozen
+class Backend:
+    """What :func:`connect` gives a limiter or a cache."""
+
+    #: The blocking client (the sync path).
+    client: redis.Redis
+    #: The asyncio clients, one per event loop (the async path).
+    connector: AsyncConnector
+    #: The URL to show, password masked.
+    url: str
+    #: Whether the blocking client was made here (and must be closed by its user).
+    owned: bool
+
+
 def connect(
     url: str | None,
     client: redis.Redis | None,
@@ -289,18 +427,24 @@ def connect(
     password: str | None,
     socket_timeout: float,
     connect_timeout: float | None,
-) -> tuple[redis.Redis, str, bool]:
-    """The client to use (``client`` as given, else one made for ``url``), the URL to show
-    (password masked) and whether the caller owns the client (and must close it)."""
+) -> Backend:
+    """The clients to use (``client`` as given, else one made for ``url``; the asyncio
+    side made like it), the URL to show (password masked) and whether the caller owns
+    the blocking client (and must close it)."""
     if client is not None:
-        return client, mask_url(url if url is not None else _client_url(client), password), False
+        shown = mask_url(url if url is not None else _client_url(client), password)
+        return Backend(client, connector_for(client), shown, owned=False)
     if url is None:
         raise ConfigurationError("a Redis URL or a redis client is required")
     url = check_url(url, password)
-    made = make_client(
-        url, password=password, socket_timeout=socket_timeout, connect_timeout=connect_timeout
-    )
-    return made, mask_url(url, password), True
+    options: dict[str, Any] = {
+        "password": password,
+        "socket_timeout": socket_timeout,
+        "connect_timeout": connect_timeout,
+    }
+    made = make_client(url, **options)
+    connector = connector_for(made, async_factory(url, **options))
+    return Backend(made, connector, mask_url(url, password), owned=True)
 
 
 _shared: dict[tuple[str, str | None, float, float | None], redis.Redis] = {}
@@ -309,18 +453,20 @@ _shared_lock = threading.Lock()
 
 def shared_client(settings: RedisSettings) -> redis.Redis:
     """One client (one connection pool) per URL and timeouts for every object the hooks
-    build, so that many ``Client`` objects do not open many pools."""
+    build, so that many ``Client`` objects do not open many pools (and one asyncio pool
+    per event loop, see :func:`connector_for`)."""
     assert settings.url is not None
     key = (settings.url, settings.password, settings.socket_timeout, settings.connect_timeout)
     with _shared_lock:
         client = _shared.get(key)
         if client is None:
-            client = make_client(
-                settings.url,
-                password=settings.password,
-                socket_timeout=settings.socket_timeout,
-                connect_timeout=settings.connect_timeout,
-            )
+            options: dict[str, Any] = {
+                "password": settings.password,
+                "socket_timeout": settings.socket_timeout,
+                "connect_timeout": settings.connect_timeout,
+            }
+            client = make_client(settings.url, **options)
+            connector_for(client, async_factory(settings.url, **options))
             _shared[key] = client
         return client
 

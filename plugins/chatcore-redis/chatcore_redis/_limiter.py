@@ -9,6 +9,12 @@ an older version), so one hostile answer cannot stall the fleet for longer.
 
 Nothing sleeps inside Redis: the acquire script grants at once or answers how long to
 wait, and the caller sleeps (injectable ``sleep``) before asking again.
+
+Every operation is written once, as a flow (:mod:`chatcore_redis._io`), and run by the
+blocking redis-py client (``acquire``/``reconcile``/``observe``, the sync ``Client``) or by
+``redis.asyncio`` (``aacquire``/``areconcile``/``aobserve``, the ``AsyncClient``, which
+never blocks the event loop): the same keys, scripts, holds and failure policy, so sync and
+async workers share one budget.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from chatcore_redis._config import (
     connect,
     url_password,
 )
+from chatcore_redis._io import Command, Driver, Flow, Local, LuaScript, Pause
 
 __all__ = ["ACQUIRE_LUA", "ADJUST_LUA", "HOLD_LUA", "RedisRateLimiter", "RedisTicket"]
 
@@ -156,6 +163,10 @@ end
 return 1
 """
 
+ACQUIRE = LuaScript(ACQUIRE_LUA)
+ADJUST = LuaScript(ADJUST_LUA)
+HOLD = LuaScript(HOLD_LUA)
+
 
 @attrs.define(eq=False)
 class RedisTicket(Ticket):
@@ -225,13 +236,15 @@ class RedisRateLimiter:
             sleep=sleep,
         )
         self.limits: dict[str, RateLimit] = dict(self._local.limits)
-        self.redis, self.url, self._owns_client = connect(
+        backend = connect(
             url,
             client,
             password=password,
             socket_timeout=socket_timeout,
             connect_timeout=connect_timeout,
         )
+        self.redis, self.url, self._owns_client = backend.client, backend.url, backend.owned
+        self._io = Driver(backend.client, backend.connector)
         self.prefix = prefix
         self.failure_policy: FailurePolicy = policy
         self.adaptive = adaptive
@@ -251,9 +264,6 @@ class RedisRateLimiter:
             reconnect_interval=reconnect_interval,
             clock=clock,
         )
-        self._acquire = self.redis.register_script(ACQUIRE_LUA)
-        self._adjust = self.redis.register_script(ADJUST_LUA)
-        self._hold = self.redis.register_script(HOLD_LUA)
         self._requests: dict[str, _BucketSpec] = {}
         self._tokens: dict[str, _BucketSpec] = {}
         for key, limit in self.limits.items():
@@ -284,7 +294,7 @@ class RedisRateLimiter:
         """The Redis keys of the provider's request and token holds."""
         return self._key(provider, "hold", "requests"), self._key(provider, "hold", "tokens")
 
-    # --- the interface ---------------------------------------------------------------
+    # --- the interface: the blocking client (Client) and the asyncio one (AsyncClient) --
 
     def acquire(
         self,
@@ -297,6 +307,64 @@ class RedisRateLimiter:
     ) -> RedisTicket:
         """Wait until every applicable bucket and hold allows one attempt of ``tokens``
         estimated tokens; return the ticket to :meth:`reconcile`."""
+        return self._io.run(self._acquire_flow(provider, model, tokens, max_wait, blocking))
+
+    async def aacquire(
+        self,
+        provider: str,
+        model: str,
+        tokens: int,
+        *,
+        max_wait: float | None = None,
+        blocking: bool = True,
+    ) -> RedisTicket:
+        """:meth:`acquire` for the async client: the same buckets, holds, waits and failure
+        policy over ``redis.asyncio``; waits with the event loop's sleep (or the injected
+        ``sleep`` when it is not :func:`time.sleep`), never blocking the loop."""
+        return await self._io.arun(self._acquire_flow(provider, model, tokens, max_wait, blocking))
+
+    def reconcile(self, ticket: Any, used_tokens: int | None) -> None:
+        """Return unused reserved tokens, or charge the excess (the buckets may go into
+        debt). Never raises for a Redis failure: it is logged and the adjustment lost."""
+        self._io.run(self._reconcile_flow(ticket, used_tokens))
+
+    async def areconcile(self, ticket: Any, used_tokens: int | None) -> None:
+        """:meth:`reconcile` for the async client."""
+        await self._io.arun(self._reconcile_flow(ticket, used_tokens))
+
+    def observe(
+        self,
+        provider: str,
+        model: str,
+        headers: Mapping[str, str] | None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Adapt to ``x-ratelimit-*`` headers and 429s (not quota errors), for every
+        worker: lowers the provider's shared buckets and stores holds in Redis (each at most
+        ``max_server_hold``). The local fallback learns the same. Never raises for a Redis
+        failure, nor for what the answer says (unusable numbers are ignored)."""
+        self._io.run(self._observe_flow(provider, model, headers, error))
+
+    async def aobserve(
+        self,
+        provider: str,
+        model: str,
+        headers: Mapping[str, str] | None,
+        error: BaseException | None = None,
+    ) -> None:
+        """:meth:`observe` for the async client."""
+        await self._io.arun(self._observe_flow(provider, model, headers, error))
+
+    # --- the flows (see chatcore_redis._io): the logic, written once -----------------
+
+    def _acquire_flow(
+        self,
+        provider: str,
+        model: str,
+        tokens: int,
+        max_wait: float | None,
+        blocking: bool,
+    ) -> Flow[RedisTicket]:
         keys = (provider, f"{provider}:{model}")
         names: list[str] = []
         args: list[float] = []
@@ -324,11 +392,19 @@ class RedisRateLimiter:
         waited = False
         while True:
             if not self._guard.should_try():
-                return self._fallback(provider, model, tokens, keys, None, deadline, blocking)
+                return (
+                    yield from self._fallback(
+                        provider, model, tokens, keys, None, deadline, blocking
+                    )
+                )
             try:
-                granted, wait_us = self._acquire(keys=names, args=script_args)
+                granted, wait_us = yield from ACQUIRE.run(names, script_args)
             except BACKEND_ERRORS as exc:
-                return self._fallback(provider, model, tokens, keys, exc, deadline, blocking)
+                return (
+                    yield from self._fallback(
+                        provider, model, tokens, keys, exc, deadline, blocking
+                    )
+                )
             self._guard.succeeded()
             if int(granted) == 1:
                 if waited:
@@ -346,7 +422,7 @@ class RedisRateLimiter:
                 scope="shared",
             )
             waited = True
-            self.sleep(wait)
+            yield Pause(wait, self.sleep)
 
     def _fallback(
         self,
@@ -357,7 +433,7 @@ class RedisRateLimiter:
         exc: BaseException | None,
         deadline: float | None,
         blocking: bool,
-    ) -> RedisTicket:
+    ) -> Flow[RedisTicket]:
         """Redis failed (``exc``) or is known to be down (``None``): apply the policy."""
         if self.failure_policy == "fail_closed":
             error = self._guard.failed(exc, "refusing requests (fail_closed)")
@@ -368,14 +444,19 @@ class RedisRateLimiter:
             )
         self._guard.failed(exc, "limiting with a local in-memory limiter (fail_open)")
         max_wait = None if deadline is None else max(0.0, deadline - self.clock())
-        local = self._local.acquire(provider, model, tokens, max_wait=max_wait, blocking=blocking)
+        local: Ticket
+        if blocking:
+            local = yield Local(
+                lambda: self._local.acquire(provider, model, tokens, max_wait=max_wait),
+                lambda: self._local.aacquire(provider, model, tokens, max_wait=max_wait),
+            )
+        else:  # never waits
+            local = self._local.acquire(provider, model, tokens, blocking=False)
         with self._counters:
             self.fallback_grants += 1
         return RedisTicket(keys=keys, tokens=tokens, local=local)
 
-    def reconcile(self, ticket: Any, used_tokens: int | None) -> None:
-        """Return unused reserved tokens, or charge the excess (the buckets may go into
-        debt). Never raises for a Redis failure: it is logged and the adjustment lost."""
+    def _reconcile_flow(self, ticket: Any, used_tokens: int | None) -> Flow[None]:
         if not isinstance(ticket, RedisTicket) or ticket.settled:
             return
         ticket.settled = True
@@ -394,19 +475,15 @@ class RedisRateLimiter:
                 cap = _num(bucket.capacity)
                 args += [_num(bucket.rate), cap, _num(delta), cap]
         if names:
-            self._run(lambda: self._adjust(keys=names, args=args), "reconcile")
+            yield from self._bookkeeping(ADJUST.run(names, args), "reconcile")
 
-    def observe(
+    def _observe_flow(
         self,
         provider: str,
         model: str,
         headers: Mapping[str, str] | None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Adapt to ``x-ratelimit-*`` headers and 429s (not quota errors), for every
-        worker: lowers the provider's shared buckets and stores holds in Redis (each at most
-        ``max_server_hold``). The local fallback learns the same. Never raises for a Redis
-        failure, nor for what the answer says (unusable numbers are ignored)."""
+        error: BaseException | None,
+    ) -> Flow[None]:
         if not self.adaptive:
             return
         self._local.observe(provider, model, headers, error)
@@ -414,34 +491,57 @@ class RedisRateLimiter:
         cap = self.max_server_hold
         delay = throttle_delay(error, self.default_retry_after, max_hold=cap)
         if delay is not None:
-            self._set_hold(req_hold, delay)
+            yield from self._set_hold(req_hold, delay)
             return
         for dim, remaining, reset in rate_limit_signals(headers, max_hold=cap):
             bucket = (self._requests if dim == "requests" else self._tokens).get(provider)
             if bucket is not None:
-                self._clamp(bucket, remaining)
+                args = [_num(bucket.rate), _num(bucket.capacity), "0", _num(remaining)]
+                yield from self._bookkeeping(ADJUST.run([bucket.redis_key], args), "observe")
             if remaining < 1:
-                self._set_hold(req_hold if dim == "requests" else tok_hold, reset)
+                yield from self._set_hold(req_hold if dim == "requests" else tok_hold, reset)
 
-    def _clamp(self, bucket: _BucketSpec, remaining: float) -> None:
-        args = [_num(bucket.rate), _num(bucket.capacity), "0", _num(remaining)]
-        self._run(lambda: self._adjust(keys=[bucket.redis_key], args=args), "observe")
-
-    def _set_hold(self, key: str, seconds: float) -> None:
+    def _set_hold(self, key: str, seconds: float) -> Flow[None]:
         ms = min(_hold_ms(seconds), self._max_hold_ms)
-        self._run(lambda: self._hold(keys=[key], args=[ms, self._max_hold_ms]), "observe")
+        yield from self._bookkeeping(HOLD.run([key], [ms, self._max_hold_ms]), "observe")
 
-    def _run(self, command: Callable[[], Any], what: str) -> None:
+    def _bookkeeping(self, command: Flow[Any], what: str) -> Flow[None]:
         """Run a bookkeeping command (reconcile, observe); a Redis failure is logged."""
         if not self._guard.should_try():
+            command.close()
             self._guard.failed(None, f"{what} kept locally only")
             return
         try:
-            command()
+            yield from command
         except BACKEND_ERRORS as exc:
             self._guard.failed(exc, f"{what} kept locally only")
             return
         self._guard.succeeded()
+
+    def _status_flow(self) -> Flow[dict[str, dict[str, float]]]:
+        out: dict[str, dict[str, float]] = {}
+        now_s, now_us = yield Command("time")
+        now = int(now_s) * 1_000_000 + int(now_us)
+        for name, table in (("requests", self._requests), ("tokens", self._tokens)):
+            for key, bucket in table.items():
+                level_raw, stamp_raw = yield Command(
+                    "hmget", (bucket.redis_key, ["level", "stamp"])
+                )
+                if level_raw is None or stamp_raw is None:
+                    level = bucket.capacity
+                else:
+                    elapsed = max(0, now - int(float(stamp_raw)))
+                    level = min(bucket.capacity, float(level_raw) + elapsed * bucket.rate / 1e6)
+                out.setdefault(key, {})[f"{name}_available"] = level
+        providers = {key.split(":", 1)[0] for key in self.limits}
+        for provider in sorted(providers):
+            ttls = []
+            for hold in self.hold_keys(provider):
+                ttls.append(int((yield Command("pttl", (hold,)))))
+            held = max([0, *ttls]) / 1000.0
+            if held > 0:
+                out.setdefault(provider, {})["held_for"] = held
+        return out
 
     # --- diagnostics -----------------------------------------------------------------
 
@@ -458,36 +558,38 @@ class RedisRateLimiter:
     def status(self) -> dict[str, dict[str, float]]:
         """A snapshot of every shared bucket (``*_available``) and hold (``held_for``),
         read from Redis without changing anything. Raises on a Redis failure."""
-        out: dict[str, dict[str, float]] = {}
-        now_s, now_us = self.redis.time()
-        now = int(now_s) * 1_000_000 + int(now_us)
-        for name, table in (("requests", self._requests), ("tokens", self._tokens)):
-            for key, bucket in table.items():
-                level_raw, stamp_raw = self.redis.hmget(bucket.redis_key, ["level", "stamp"])
-                if level_raw is None or stamp_raw is None:
-                    level = bucket.capacity
-                else:
-                    elapsed = max(0, now - int(float(stamp_raw)))
-                    level = min(bucket.capacity, float(level_raw) + elapsed * bucket.rate / 1e6)
-                out.setdefault(key, {})[f"{name}_available"] = level
-        providers = {key.split(":", 1)[0] for key in self.limits}
-        for provider in sorted(providers):
-            ttls = [int(self.redis.pttl(k)) for k in self.hold_keys(provider)]
-            held = max([0, *ttls]) / 1000.0
-            if held > 0:
-                out.setdefault(provider, {})["held_for"] = held
-        return out
+        return self._io.run(self._status_flow())
+
+    async def astatus(self) -> dict[str, dict[str, float]]:
+        """:meth:`status` over the running loop's asyncio client."""
+        return await self._io.arun(self._status_flow())
+
+    # --- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection pool, when this limiter created it."""
+        """Close the blocking connection pool, when this limiter created it. (The asyncio
+        pools are closed by :meth:`aclose`, or when their event loop shuts down.)"""
         if self._owns_client:
             self.redis.close()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's asyncio connection pool (shared with the objects
+        built on the same blocking client; the next async call opens a new one), then
+        :meth:`close`."""
+        await self._io.connector.aclose()
+        self.close()
 
     def __enter__(self) -> RedisRateLimiter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> RedisRateLimiter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return (
