@@ -541,9 +541,10 @@ async def stream_pipeline(
             )
         else:
             opened = LegacyStream(provider, request, deadline)
-        ticket, (first, chunks), attempt_started = await _attempt(
+        done: tuple[Any, tuple[ChatChunk | None, Any], float] = await _attempt(
             core, request, provider, number, deadline, context.estimate, opened
         )
+        ticket, (first, chunks), attempt_started = done
         if first is not None and first.headers:
             headers = provider.rate_limit_headers(first.headers)
             await Component(limiter, "observe", (name, model, headers))
