@@ -629,3 +629,27 @@ def test_a_sync_client_runs_an_async_tool_from_inside_a_running_loop(make_client
     result = run(inside_a_loop())
     assert result.calls[0].error is None
     assert result.calls[0].result == 8
+
+
+def test_token_limits_hold_under_many_concurrent_tasks(make_async, server):
+    """tpm under 24 tasks: the tokens the server reports as used, over the run, never pass
+    what the bucket can grant (its rate over the time plus one burst), within 5 %."""
+    tpm, burst = 30_000.0, 600.0  # 500 tokens/s
+    calls = 24
+
+    async def main() -> list[chatcore.ChatResponse]:
+        limits = {"sse": {"tpm": tpm, "token_burst": burst}}
+        async with make_async(rate_limits=limits) as client:
+            return list(
+                await asyncio.gather(
+                    *(client.chat(MODEL, "x" * 200, max_tokens=50) for _ in range(calls))
+                )
+            )
+
+    responses = run(main())
+    arrivals = sorted(r.time for r in server.requests)
+    elapsed = arrivals[-1] - arrivals[0]
+    used = sum(r.usage.total_tokens for r in responses if r.usage is not None)
+    assert used > burst * 2  # the limit was what paced the run
+    assert used - burst <= tpm / 60.0 * elapsed * 1.05
+    assert len(server.requests) == calls
