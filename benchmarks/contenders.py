@@ -2,8 +2,10 @@
 it, parse the JSON answer and check the text (a wrong answer raises, so a fast client
 that does less work cannot win by accident).
 
-``chat()`` is one call; ``stream()`` consumes one whole stream and returns the
-nanoseconds from its start to the first parsed chunk; ``worker()`` returns a callable for
+``chat()`` is one call; ``stream(route)`` consumes one whole stream from a route of
+``payloads.STREAM_ROUTES`` (``"whole"``: one body with Content-Length; ``"chunked"``: one
+HTTP chunk per event) and returns the nanoseconds from its start to the first parsed
+chunk; ``worker()`` returns a callable for
 one thread of the 8-thread test (a shared pooled client where the library is thread-safe).
 Peers (OpenAI SDK, LiteLLM) are skipped with a reason when not importable.
 """
@@ -44,7 +46,7 @@ class Contender:
     def chat(self) -> None:
         raise NotImplementedError
 
-    def stream(self) -> int:
+    def stream(self, route: str = "whole") -> int:
         raise NotImplementedError
 
     def worker(self) -> Callable[[], None]:
@@ -129,7 +131,10 @@ class RequestsBare(Contender):
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {payloads.API_KEY}"
         self.url = server.base_url + "/chat/completions"
-        self.stream_url = server.stream_base_url + "/chat/completions"
+        self.stream_urls = {
+            route: server.stream_url(route) + "/chat/completions"
+            for route in payloads.STREAM_ROUTES
+        }
 
     def chat(self) -> None:
         r = self.session.post(self.url, json=payloads.request_body())
@@ -137,11 +142,12 @@ class RequestsBare(Contender):
             raise Mismatch(f"status {r.status_code}")
         _check(r.json()["choices"][0]["message"]["content"])
 
-    def stream(self) -> int:
+    def stream(self, route: str = "whole") -> int:
         started = _now()
         first = 0
         parts: list[str] = []
-        with self.session.post(self.stream_url, json=payloads.request_body(True), stream=True) as r:
+        url = self.stream_urls[route]
+        with self.session.post(url, json=payloads.request_body(True), stream=True) as r:
             if r.status_code != 200:
                 raise Mismatch(f"status {r.status_code}")
             for line in r.iter_lines():
@@ -236,18 +242,26 @@ class Chatcore(Contender):
     streams = True
 
     def __init__(self, server: BenchServer) -> None:
+        self.server = server
         self.client = _chatcore_client(server.base_url)
-        self.stream_client = _chatcore_client(server.stream_base_url)
+        #: one client per stream route (the route is in the provider's base_url)
+        self.stream_clients: dict[str, Any] = {}
         self.model = "openai:" + payloads.MODEL
 
     def chat(self) -> None:
         _check(self.client.chat(self.model, "Hello").text)
 
-    def stream(self) -> int:
+    def stream_client(self, route: str) -> Any:
+        found = self.stream_clients.get(route)
+        if found is None:
+            found = self.stream_clients[route] = _chatcore_client(self.server.stream_url(route))
+        return found
+
+    def stream(self, route: str = "whole") -> int:
         started = _now()
         first = 0
         parts: list[str] = []
-        with self.stream_client.stream(self.model, "Hello") as s:
+        with self.stream_client(route).stream(self.model, "Hello") as s:
             for chunk in s:
                 if not first:
                     first = _now()
@@ -259,7 +273,7 @@ class Chatcore(Contender):
 
     def connections(self) -> int | None:
         total = 0
-        for client in (self.client, self.stream_client):
+        for client in (self.client, *self.stream_clients.values()):
             provider = client._providers.get("openai")
             if provider is not None:
                 total += _pool_connections(provider.sync_transport().session) or 0
@@ -267,7 +281,8 @@ class Chatcore(Contender):
 
     def close(self) -> None:
         self.client.close()
-        self.stream_client.close()
+        for client in self.stream_clients.values():
+            client.close()
 
 
 class ChatcoreCached(Contender):
@@ -309,10 +324,10 @@ class OpenAISDK(Contender):
         import openai
 
         self.version = openai.__version__
+        self.openai = openai
+        self.server = server
         self.client = openai.OpenAI(api_key=payloads.API_KEY, base_url=server.base_url)
-        self.stream_client = openai.OpenAI(
-            api_key=payloads.API_KEY, base_url=server.stream_base_url
-        )
+        self.stream_clients: dict[str, Any] = {}
 
     def chat(self) -> None:
         r = self.client.chat.completions.create(
@@ -320,11 +335,19 @@ class OpenAISDK(Contender):
         )
         _check(r.choices[0].message.content)
 
-    def stream(self) -> int:
+    def stream_client(self, route: str) -> Any:
+        found = self.stream_clients.get(route)
+        if found is None:
+            found = self.stream_clients[route] = self.openai.OpenAI(
+                api_key=payloads.API_KEY, base_url=self.server.stream_url(route)
+            )
+        return found
+
+    def stream(self, route: str = "whole") -> int:
         started = _now()
         first = 0
         parts: list[str] = []
-        with self.stream_client.chat.completions.create(
+        with self.stream_client(route).chat.completions.create(
             model=payloads.MODEL,
             messages=[{"role": "user", "content": "Hello"}],
             stream=True,
@@ -341,7 +364,8 @@ class OpenAISDK(Contender):
 
     def close(self) -> None:
         self.client.close()
-        self.stream_client.close()
+        for client in self.stream_clients.values():
+            client.close()
 
 
 def _quiet_litellm_env() -> None:
@@ -372,7 +396,7 @@ class LiteLLM(Contender):
         except Exception:
             self.version = "?"
         self.base_url = server.base_url
-        self.stream_base_url = server.stream_base_url
+        self.server = server
 
     def chat(self) -> None:
         r = self.litellm.completion(
@@ -383,14 +407,14 @@ class LiteLLM(Contender):
         )
         _check(r.choices[0].message.content)
 
-    def stream(self) -> int:
+    def stream(self, route: str = "whole") -> int:
         started = _now()
         first = 0
         parts: list[str] = []
         s = self.litellm.completion(
             model="openai/" + payloads.MODEL,
             messages=[{"role": "user", "content": "Hello"}],
-            api_base=self.stream_base_url,
+            api_base=self.server.stream_url(route),
             api_key=payloads.API_KEY,
             stream=True,
         )

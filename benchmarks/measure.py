@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import statistics
 import threading
@@ -114,15 +115,18 @@ def streaming(
     events: int,
     peer_budget: float | None = 2.0,
     progress: Callable[[str], None] = print,
+    route: str = "whole",
 ) -> dict[str, dict[str, Any]]:
-    """Whole streams: per-stream wall (median), CPU, time to first chunk (median)."""
+    """Whole streams from ``route`` (``payloads.STREAM_ROUTES``): per-stream wall
+    (median), CPU, time to first chunk (median)."""
     out: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
+    fns = {c.name: functools.partial(c.stream, route) for c in contenders}
     for c in contenders:
         for _ in range(10):
-            c.stream()
+            fns[c.name]()
         budget = peer_budget if c.group == "peer" else None
-        counts[c.name] = _count_for(c.stream, streams, budget)
+        counts[c.name] = _count_for(fns[c.name], streams, budget)
         out[c.name] = {"lat": [], "cpu": [], "ttfc": [], "wall": []}
     for r in range(repeats):
         gc.collect()
@@ -138,9 +142,10 @@ def streaming(
                 k = min(BLOCK // 2, counts[c.name] - len(lat[c.name]))
                 cpu0 = _cpu()
                 w0 = _now()
+                fn = fns[c.name]
                 for _ in range(k):
                     t = _now()
-                    ttfcs[c.name].append(c.stream())
+                    ttfcs[c.name].append(fn())
                     lat[c.name].append(_now() - t)
                 wall[c.name] += _now() - w0
                 cpu[c.name] += _cpu() - cpu0
@@ -150,7 +155,7 @@ def streaming(
             res["ttfc"].append(median(ttfcs[c.name]) / 1e3)
             res["cpu"].append(cpu[c.name] / n / 1e3)
             res["wall"].append(wall[c.name] / n / 1e3)
-        progress(f"  stream repeat {r + 1}/{repeats} done")
+        progress(f"  stream ({route}) repeat {r + 1}/{repeats} done")
     result = {}
     for name, res in out.items():
         per_stream = median(res["lat"])

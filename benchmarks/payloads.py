@@ -19,6 +19,23 @@ CHAT_PREFIX = "/v1"
 STREAM_PREFIX = "/stream/v1"
 CHAT_PATH = CHAT_PREFIX + "/chat/completions"
 STREAM_PATH = STREAM_PREFIX + "/chat/completions"
+#: The same SSE events, each sent as its own HTTP chunk (Transfer-Encoding: chunked, one
+#: flush per event), as a real server streams them.
+CHUNKED_PREFIX = "/chunked/v1"
+#: The slow server: a chat answered after SLOW_CHAT_DELAY seconds; a stream whose role
+#: chunk comes at once and whose 20 content chunks follow SLOW_STREAM_GAP seconds apart
+#: (21 events 20 ms apart, then the finish and usage chunks and ``[DONE]`` at once).
+SLOW_PREFIX = "/slow/v1"
+SLOW_STREAM_PREFIX = "/slowstream/v1"
+SLOW_CHAT_DELAY = 0.3
+SLOW_STREAM_GAP = 0.02
+
+#: Stream routes: name -> (path prefix, what it serves).
+STREAM_ROUTES = {
+    "whole": STREAM_PREFIX,
+    "chunked": CHUNKED_PREFIX,
+    "slow": SLOW_STREAM_PREFIX,
+}
 
 EXPECTED_TEXT = "Hello! How can I help you today?"
 
@@ -118,12 +135,25 @@ def chat_body() -> bytes:
     return json.dumps(CHAT_COMPLETION, separators=(",", ":")).encode()
 
 
-def sse_body() -> bytes:
+def sse_frames() -> list[bytes]:
+    """Each SSE event of the stream on the wire (``data: ...\\n\\n``), ``[DONE]`` last."""
     out = [
         b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in stream_events()
     ]
     out.append(b"data: [DONE]\n\n")
-    return b"".join(out)
+    return out
+
+
+def sse_body() -> bytes:
+    return b"".join(sse_frames())
+
+
+def slow_stream_gaps() -> list[float]:
+    """Seconds to wait before sending each frame of :func:`sse_frames` on the slow route:
+    nothing before the role chunk, SLOW_STREAM_GAP before each content chunk, nothing
+    before the finish chunk, the usage chunk and ``[DONE]``."""
+    gaps = [0.0] + [SLOW_STREAM_GAP] * len(STREAM_PIECES)
+    return gaps + [0.0] * (len(sse_frames()) - len(gaps))
 
 
 def request_body(stream: bool = False) -> dict:

@@ -11,6 +11,11 @@ from benchmarks import payloads
 REQ = "requests.Session (bare)"
 CC = "chatcore Client.chat"
 CACHED = "chatcore Client.chat (cache hit)"
+AIO = "aiohttp (bare)"
+ACC = "chatcore AsyncClient"
+AOAI = "AsyncOpenAI (OpenAI SDK)"
+FULL_MISS = "chatcore AsyncClient, cache + limiter + metrics (miss)"
+FULL_HIT = "chatcore AsyncClient, cache + limiter + metrics (hit)"
 MB = 1024.0  # KiB per MiB
 
 MARK = {"pass": "✅ pass", "fail": "❌ FAIL", "na": "— not measured"}
@@ -60,13 +65,33 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
         None if chat is None else chat <= 1.0,
         note,
     )
+    guard = chat
+    add(
+        "Client.chat vs bare requests (issue guard for the async work: must stay <= 0.90x)",
+        guard,
+        "{:.2f}x",
+        "<= 0.90x",
+        None if guard is None else guard <= 0.9,
+        _cpu_note(r, "chat", CC, REQ),
+    )
     stream = _ratio(_get(r, "stream", CC, "median_us"), _get(r, "stream", REQ, "median_us"))
     add(
-        "Client.stream vs bare requests iter_lines (per stream)",
+        "Client.stream vs bare requests iter_lines (per stream; whole body in one piece)",
         stream,
         "{:.2f}x",
         "<= 1.05x",
         None if stream is None else stream <= 1.05,
+        _cpu_note(r, "stream", CC, REQ),
+    )
+    chunked = _ratio(
+        _get(r, "stream_chunked", CC, "cpu_us"), _get(r, "stream_chunked", REQ, "cpu_us")
+    )
+    add(
+        "Client.stream vs bare requests iter_lines, one HTTP chunk per event (CPU per stream)",
+        chunked,
+        "{:.2f}x",
+        "<= 1.05x",
+        None if chunked is None else chunked <= 1.05,
     )
     thr = _ratio(_get(r, "threads", CC, "calls_per_s"), _get(r, "threads", REQ, "calls_per_s"))
     add(
@@ -76,6 +101,7 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
         ">= 0.95x",
         None if thr is None else thr >= 0.95,
     )
+    _async_targets(r, add)
     imp = _ratio(
         _get(r, "imports", "import chatcore", "ms"), _get(r, "imports", "import requests", "ms")
     )
@@ -165,6 +191,107 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _cpu_note(r: dict[str, Any], section: str, a: str, b: str) -> str:
+    cpu = _ratio(_get(r, section, a, "cpu_us"), _get(r, section, b, "cpu_us"))
+    return "" if cpu is None else f"CPU {cpu:.2f}x"
+
+
+def _async_targets(r: dict[str, Any], add: Any) -> None:
+    """The async section's targets (issue: AsyncClient within 1.5x of bare aiohttp's CPU,
+    >= 0.8x its throughput and >= 3x AsyncOpenAI's against a slow server)."""
+    a = r.get("async")
+    if not a:
+        return
+    st = _get(a, "stream", "chunked")
+    if st:
+        v = _ratio(_get(st, ACC, "cpu_us"), _get(st, AIO, "cpu_us"))
+        add(
+            "AsyncClient.stream vs bare aiohttp, one HTTP chunk per event (CPU per stream)",
+            v,
+            "{:.2f}x",
+            "<= 1.50x",
+            None if v is None else v <= 1.5,
+        )
+    st = _get(a, "stream", "whole")
+    if st:
+        v = _ratio(_get(st, ACC, "cpu_us"), _get(st, AIO, "cpu_us"))
+        add(
+            "AsyncClient.stream vs bare aiohttp, whole body in one piece (CPU per stream)",
+            v,
+            "{:.2f}x",
+            "(no budget; reported)",
+            None,
+        )
+    for level, res in (a.get("fast") or {}).items():
+        v = _ratio(_get(res, ACC, "cpu_us"), _get(res, AIO, "cpu_us"))
+        peer = _ratio(_get(res, AOAI, "cpu_us"), _get(res, AIO, "cpu_us"))
+        add(
+            f"AsyncClient.chat vs bare aiohttp, fast server, {level} in flight (CPU per call)",
+            v,
+            "{:.2f}x",
+            "<= 1.50x",
+            None if v is None else v <= 1.5,
+            "" if peer is None else f"AsyncOpenAI {peer:.2f}x",
+        )
+    slow = a.get("slow") or {}
+    for kind, unit in (("chat", "calls/s"), ("stream", "streams/s")):
+        for level, res in (slow.get(kind) or {}).items():
+            what = "chat (0.3 s)" if kind == "chat" else "streams (20 ms gaps)"
+            mine = _get(res, ACC, "per_s")
+            v = _ratio(mine, _get(res, AIO, "per_s"))
+            note = "" if mine is None else f"{mine:,.0f} {unit}"
+            add(
+                f"AsyncClient throughput vs bare aiohttp, slow server, {what}, {level} in flight",
+                v,
+                "{:.2f}x",
+                ">= 0.80x",
+                None if v is None else v >= 0.8,
+                note,
+            )
+            v = _ratio(mine, _get(res, AOAI, "per_s"))
+            add(
+                f"AsyncClient throughput vs AsyncOpenAI, slow server, {what}, {level} in flight",
+                v,
+                "{:.2f}x",
+                ">= 3.00x",
+                None if v is None else v >= 3.0,
+            )
+    for level, res in (a.get("memory") or {}).items():
+        mine = _get(res, ACC, "kib_per_stream")
+        others = ", ".join(
+            f"{name} {row['kib_per_stream']:.1f} KiB"
+            for name, row in res.items()
+            if name != ACC and isinstance(row, dict)
+        )
+        add(
+            f"memory per slow stream in flight ({level} in flight; RSS delta / in flight)",
+            mine,
+            "{:.1f} KiB",
+            "(no budget; reported)",
+            None,
+            others,
+        )
+    pipe = _get(a, "pipeline", "1")
+    if pipe:
+        v = _ratio(_get(pipe, FULL_MISS, "cpu_us"), _get(pipe, ACC, "cpu_us"))
+        add(
+            "async pipeline with cache + limiter + metrics, cache miss, vs default AsyncClient "
+            "(CPU per call, 1 in flight)",
+            v,
+            "{:.2f}x",
+            "(no budget; reported)",
+            None,
+        )
+        hit = _get(pipe, FULL_HIT, "cpu_us")
+        add(
+            "async pipeline cache hit: AsyncClient.chat served from the cache (CPU per call)",
+            hit,
+            "{:.1f} us",
+            "(no budget; reported)",
+            None,
+        )
+
+
 def _us(v: float | None, digits: int = 0) -> str:
     if v is None:
         return "n/a"
@@ -199,7 +326,8 @@ def markdown(r: dict[str, Any]) -> str:
         w(f"| {t['name']} | {t['measured']} | {t['budget']} | {status}{note} |")
     w("")
     w(
-        "Ratios compare chatcore with bare `requests.Session` measured in the same run against the same server."
+        "Ratios compare chatcore with bare `requests.Session` (sync) or bare aiohttp (async) measured in the same run "
+        "against the same server; the async throughput rows also with AsyncOpenAI."
     )
     w("")
 
@@ -220,8 +348,10 @@ def markdown(r: dict[str, Any]) -> str:
             "chatcore-openai",
             "requests",
             "urllib3",
+            "aiohttp",
             "openai",
             "httpx",
+            "httpx2",
             "litellm",
             "pyinstrument",
         )
@@ -232,8 +362,16 @@ def markdown(r: dict[str, Any]) -> str:
         f"- Server: **{r['server']['kind']}**: {r['server']['description']}; bound to 127.0.0.1 on a free port; "
         f"`POST {payloads.CHAT_PATH}` answers a fixed {len(payloads.chat_body())}-byte `chat.completion`, "
         f"`POST {payloads.STREAM_PATH}` a fixed SSE body of {payloads.STREAM_EVENT_COUNT} events + `[DONE]` "
-        f"({len(payloads.sse_body()):,} bytes, one piece, Content-Length)"
+        f"({len(payloads.sse_body()):,} bytes, one piece, Content-Length); "
+        f"`POST {payloads.CHUNKED_PREFIX}/chat/completions` the same events each as its own HTTP chunk "
+        f"(chunked transfer encoding, flushed one event at a time); `POST {payloads.SLOW_PREFIX}/chat/completions` "
+        f"the chat after {payloads.SLOW_CHAT_DELAY:g} s; `POST {payloads.SLOW_STREAM_PREFIX}/chat/completions` "
+        f"the stream one chunk per event, the role chunk at once and the 20 content chunks "
+        f"{payloads.SLOW_STREAM_GAP * 1000:g} ms apart (21 events 20 ms apart, then finish, usage and `[DONE]`; "
+        f"{sum(payloads.slow_stream_gaps()):.1f} s a stream)"
     )
+    if r.get("pinning"):
+        w(f"- Pinning: {r['pinning']}")
     if r.get("note"):
         w(f"- Note: {r['note']}")
     if r.get("proxy_note"):
@@ -246,7 +384,7 @@ def markdown(r: dict[str, Any]) -> str:
             "same-run ratios less so)"
         )
     w(
-        f"- Reproduce: `{r['command']}` from the repository root (`--full` for the 100,000-call memory figure and 7 repeats; peers need `pip install openai litellm pyinstrument` in the same environment)"
+        f"- Reproduce: `{r['command']}` from the repository root (`--full` for the 100,000-call memory figure and 7 repeats; peers need `openai litellm pyinstrument` installed in the interpreter that runs the harness: a separate venv, see benchmarks/README.md)"
     )
     w("")
 
@@ -282,17 +420,29 @@ def markdown(r: dict[str, Any]) -> str:
         w(
             f"## Streaming ({payloads.STREAM_EVENT_COUNT} events per stream, {cfg['stream_repeats']} repeats)"
         )
-        w("")
-        w(
-            "| Client | per stream (us) | per event (us) | time to first chunk (us) | CPU per stream (us) | streams per repeat | vs bare requests |"
-        )
-        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        base = _get(r, "stream", REQ, "median_us")
-        for name, res in r["stream"].items():
-            name = name.replace("Client.chat", "Client.stream")
+        for key, title in (
+            ("stream", "Whole body in one piece (Content-Length): the client's parsing cost"),
+            (
+                "stream_chunked",
+                "One HTTP chunk per event (chunked transfer encoding, one flush per event), as real servers stream",
+            ),
+        ):
+            if key not in r:
+                continue
+            w("")
+            w(f"{title}:")
+            w("")
             w(
-                f"| {name} | {_us(res['median_us'])} | {_us(res['per_chunk_us'], 1)} | {_us(res['ttfc_us'])} | {_us(res['cpu_us'])} | {res['streams']} | {_x(_ratio(res['median_us'], base))} |"
+                "| Client | per stream (us) | per event (us) | time to first chunk (us) | CPU per stream (us) | streams per repeat | vs bare requests (per stream) | CPU vs bare requests |"
             )
+            w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            base = _get(r, key, REQ, "median_us")
+            cbase = _get(r, key, REQ, "cpu_us")
+            for name, res in r[key].items():
+                name = name.replace("Client.chat", "Client.stream")
+                w(
+                    f"| {name} | {_us(res['median_us'])} | {_us(res['per_chunk_us'], 1)} | {_us(res['ttfc_us'])} | {_us(res['cpu_us'])} | {res['streams']} | {_x(_ratio(res['median_us'], base))} | {_x(_ratio(res['cpu_us'], cbase))} |"
+                )
         conns = r.get("stream_connections") or {}
         if conns:
             w("")
@@ -323,6 +473,8 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {name} | {_us(res['calls_per_s'])} | {_us(res['cpu_us'])} | {_x(_ratio(res['calls_per_s'], base))} |"
             )
         w("")
+    if r.get("async"):
+        _async_markdown(r, w)
     if "imports" in r:
         w("## Import time and memory (fresh interpreter each run, median)")
         w("")
@@ -426,10 +578,31 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {h['label']} | {h['us_per_call']:,.1f} | {h['us_per_call'] / total:.0%} | {'' if other is None else f'{other:,.1f}'} |"
             )
         w("")
+        st = p.get("chatcore_stream_chunked")
+        if st:
+            req = {
+                h["label"]: h["us_per_call"]
+                for h in p.get("requests_stream_chunked", {}).get("hotspots", [])
+            }
+            rq = p.get("requests_stream_chunked", {}).get("us_per_call_profiled")
+            w(
+                f"Streaming, one HTTP chunk per event ({st['calls']:,} streams; profiled {st['us_per_call_profiled']:,.0f} us per stream"
+                + (f", bare requests {rq:,.0f} us" if rq else "")
+                + "):"
+            )
+            w("")
+            w("| Function (cumulative) | us/stream | share | bare requests us/stream |")
+            w("| --- | ---: | ---: | ---: |")
+            for h in st["hotspots"]:
+                other = req.get(h["label"])
+                w(
+                    f"| {h['label']} | {h['us_per_call']:,.1f} | {h['us_per_call'] / st['us_per_call_profiled']:.0%} | {'' if other is None else f'{other:,.1f}'} |"
+                )
+            w("")
         st = p.get("chatcore_stream")
         if st:
             w(
-                f"Streaming ({st['calls']:,} streams, {payloads.STREAM_EVENT_COUNT} events each; profiled {st['us_per_call_profiled']:,.0f} us per stream):"
+                f"Streaming, whole body in one piece ({st['calls']:,} streams, {payloads.STREAM_EVENT_COUNT} events each; profiled {st['us_per_call_profiled']:,.0f} us per stream):"
             )
             w("")
             w("| Function (cumulative) | us/stream | share |")
@@ -455,6 +628,13 @@ def markdown(r: dict[str, Any]) -> str:
             + "."
         )
         w("")
+    if r.get("section_load"):
+        w(
+            "Load average (1/5/15 min) at the end of each section: "
+            + "; ".join(f"{k} {v}" for k, v in r["section_load"].items())
+            + "."
+        )
+        w("")
     if r.get("skipped"):
         w("## Skipped")
         w("")
@@ -462,6 +642,178 @@ def markdown(r: dict[str, Any]) -> str:
             w(f"- {name}: {why}")
         w("")
     return "\n".join(L)
+
+
+def _async_markdown(r: dict[str, Any], w: Any) -> None:
+    a = r["async"]
+    cfg = a.get("config", {})
+    load = a.get("load") or {}
+    w("## Async: chatcore.AsyncClient vs bare aiohttp and AsyncOpenAI")
+    w("")
+    pinned = a.get("affinity")
+    w(
+        "Run by `benchmarks/async_bench.py` in a fresh interpreter"
+        + (f" pinned to core {pinned[0]}" if pinned and len(pinned) == 1 else "")
+        + " (the server on the other), against the same server. Each call builds the request, sends it, parses the "
+        "JSON (or every event) and checks the text. **Connection limit = calls in flight for every client**: "
+        "chatcore's `AsyncClient` gets the provider option `pool_maxsize=N` (its aiohttp `TCPConnector(limit=...)`; "
+        "the default, 32, would cap it below the others at 64 in flight and more), bare aiohttp `TCPConnector(limit=N)`, "
+        "AsyncOpenAI an `http_client=DefaultAsyncHttpxClient(limits=Limits(max_connections=N, max_keepalive_connections=N))` "
+        "(its default: 1,000, 100 kept alive). N tasks pull calls from one count; CPU = process CPU time / calls; "
+        "each repeat runs one batch per client, the order rotating; medians over repeats. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in (a.get("versions") or {}).items())
+        + "."
+    )
+    w("")
+    fast = a.get("fast")
+    if fast:
+        w(
+            f"### Chat, fast server ({cfg.get('fast_calls', 0):,} calls per batch, half at 1 in flight, a share of {cfg.get('peer_share', 1):g} for AsyncOpenAI; {cfg.get('fast_repeats')} repeats)"
+        )
+        w("")
+        w("| Client | in flight | CPU per call (us) | calls/s | CPU vs bare aiohttp |")
+        w("| --- | ---: | ---: | ---: | ---: |")
+        for level, res in fast.items():
+            base = _get(res, AIO, "cpu_us")
+            for name, row in res.items():
+                w(
+                    f"| {name} | {level} | {_us(row['cpu_us'])} | {_us(row['per_s'])} | {_x(_ratio(row['cpu_us'], base))} |"
+                )
+        w("")
+    st = a.get("stream")
+    if st:
+        w(
+            f"### Streams one at a time, fast server ({cfg.get('streams', 0):,} streams per batch, a share of {cfg.get('peer_share', 1):g} for AsyncOpenAI; {cfg.get('stream_repeats')} repeats, {payloads.STREAM_EVENT_COUNT} events each)"
+        )
+        w("")
+        w("| Client | served as | CPU per stream (us) | streams/s | CPU vs bare aiohttp |")
+        w("| --- | --- | ---: | ---: | ---: |")
+        for route, res in st.items():
+            base = _get(res, AIO, "cpu_us")
+            label = "one HTTP chunk per event" if route == "chunked" else "whole body, one piece"
+            for name, row in res.items():
+                w(
+                    f"| {name} | {label} | {_us(row['cpu_us'])} | {_us(row['per_s'])} | {_x(_ratio(row['cpu_us'], base))} |"
+                )
+        w("")
+    slow = a.get("slow")
+    if slow:
+        w(
+            f"### Throughput against a slow server (chat answered after {payloads.SLOW_CHAT_DELAY:g} s; streams of 21 events "
+            f"{payloads.SLOW_STREAM_GAP * 1000:g} ms apart)"
+        )
+        w("")
+        w(
+            f"Batches of {cfg.get('slow_rounds')} chats (or {cfg.get('slow_stream_rounds')} streams) per task in flight "
+            f"({cfg.get('slow_peer_rounds')} for AsyncOpenAI, which is CPU-bound there), {cfg.get('slow_repeats')} repeats; "
+            "the ceiling is in flight / latency (e.g. 1,024 / 0.3 s = 3,413 calls/s) unless the one client core runs out first."
+        )
+        w("")
+        w(
+            "| Client | what | in flight | per second | CPU per call or stream (us) | vs bare aiohttp | vs AsyncOpenAI |"
+        )
+        w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for kind, label in (("chat", "chat calls"), ("stream", "streams")):
+            for level, res in (slow.get(kind) or {}).items():
+                base = _get(res, AIO, "per_s")
+                peer = _get(res, AOAI, "per_s")
+                for name, row in res.items():
+                    w(
+                        f"| {name} | {label} | {level} | {_us(row['per_s'])} | {_us(row['cpu_us'])} | {_x(_ratio(row['per_s'], base))} | {_x(_ratio(row['per_s'], peer))} |"
+                    )
+        w("")
+    mem = a.get("memory")
+    if mem:
+        w("### Memory per stream in flight (slow streams; a fresh process per client)")
+        w("")
+        w(
+            "After 20 streams one at a time (imports, first-use caches), RSS is read, then N slow streams are opened at "
+            "once (N new connections) and RSS is sampled every 10 ms while they run: per stream = (peak - before) / N."
+        )
+        w("")
+        w(
+            "| Client | in flight | RSS before (MB) | peak (MB) | per stream in flight (KiB) | batch time (s) |"
+        )
+        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for level, res in mem.items():
+            for name, row in res.items():
+                w(
+                    f"| {name} | {level} | {row['rss_before_kib'] / MB:.1f} | {row['rss_peak_kib'] / MB:.1f} | {row['kib_per_stream']:.1f} | {row['seconds']:.2f} |"
+                )
+        w("")
+    pipe = a.get("pipeline")
+    if pipe:
+        w(
+            f"### Async pipeline with the cache, the in-memory limiter and metrics ({cfg.get('pipeline_calls', 0):,} calls per batch, {cfg.get('pipeline_repeats')} repeats)"
+        )
+        w("")
+        w(
+            "`AsyncClient(cache=True, rate_limits={'openai': {'rps': 1e6, 'tpm': 1e12}})` (generous: never waits, but "
+            "every acquire, reconcile and observe runs; metrics are always on). *miss*: a new prompt each call (cache "
+            "key, lookup, HTTP, store); *hit*: one prompt repeated (served from the cache, no HTTP)."
+        )
+        w("")
+        w(
+            "| Client | in flight | CPU per call (us) | calls/s | CPU vs bare aiohttp | CPU vs default AsyncClient |"
+        )
+        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for level, res in pipe.items():
+            base = _get(res, AIO, "cpu_us")
+            default = _get(res, ACC, "cpu_us")
+            for name, row in res.items():
+                if name.startswith("_"):
+                    continue
+                w(
+                    f"| {name} | {level} | {_us(row['cpu_us'])} | {_us(row['per_s'])} | {_x(_ratio(row['cpu_us'], base))} | {_x(_ratio(row['cpu_us'], default))} |"
+                )
+        w("")
+    prof = a.get("profile")
+    if prof:
+        w("### Async profiles (cProfile, one call at a time)")
+        w("")
+        w(
+            "cProfile inflates everything; shares are of the *busy* time (the profile's total less the event loop's "
+            "wait in `epoll.poll`). Raw stats: `benchmarks/results/profile_async_*.pstats` / `.txt`."
+        )
+        w("")
+        for what, mine, bare in (
+            ("chat", "async_chatcore_chat", "async_aiohttp_chat"),
+            ("stream (one chunk per event)", "async_chatcore_stream", "async_aiohttp_stream"),
+        ):
+            p, b = prof.get(mine), prof.get(bare)
+            if not p:
+                continue
+            busy = p.get("us_per_call_busy") or p["us_per_call_profiled"]
+            bbusy = (b or {}).get("us_per_call_busy")
+            w(
+                f"AsyncClient {what}: {p['calls']:,} calls, busy {busy:,.0f} us per call under the profiler"
+                + (f" (bare aiohttp: {bbusy:,.0f} us)" if bbusy else "")
+                + ":"
+            )
+            w("")
+            w("| Function (cumulative) | us/call | share of busy | calls per call |")
+            w("| --- | ---: | ---: | ---: |")
+            for h in p["hotspots"]:
+                w(
+                    f"| {h['label']} | {h['us_per_call']:,.1f} | {h['us_per_call'] / busy:.0%} | {h['calls_per_call']:.1f} |"
+                )
+            w("")
+            w("Top functions by self time:")
+            w("")
+            w("| Function | self us/call | cumulative us/call | calls per call |")
+            w("| --- | ---: | ---: | ---: |")
+            for t in p["top_self"][:12]:
+                w(
+                    f"| `{t['function']}` | {t['self_us_per_call']:.1f} | {t['cum_us_per_call']:.1f} | {t['ncalls_per_call']:.1f} |"
+                )
+            w("")
+    if load:
+        w(
+            "Load average (1/5/15 min) before / after each async part: "
+            + "; ".join(f"{k} {' -> '.join(v)}" for k, v in load.items())
+            + "."
+        )
+        w("")
 
 
 def console_summary(r: dict[str, Any]) -> str:
@@ -483,6 +835,48 @@ def console_summary(r: dict[str, Any]) -> str:
             lines.append(
                 f"  {name:<44} {res['median_us']:>10,.0f} {res['ttfc_us']:>8,.0f} {_x(_ratio(res['median_us'], base)):>12}"
             )
+    if "stream_chunked" in r:
+        base = _get(r, "stream_chunked", REQ, "cpu_us")
+        lines.append(
+            f"{'streaming, one chunk per event':<46} {'median us':>10} {'cpu us':>8} {'cpu vs req':>12}"
+        )
+        for name, res in r["stream_chunked"].items():
+            name = name.replace("Client.chat", "Client.stream")
+            lines.append(
+                f"  {name:<44} {res['median_us']:>10,.0f} {res['cpu_us']:>8,.0f} {_x(_ratio(res['cpu_us'], base)):>12}"
+            )
+    a = r.get("async") or {}
+    for title, key in (("async chat, fast server", "fast"), ("async pipeline", "pipeline")):
+        for level, res in (a.get(key) or {}).items():
+            base = _get(res, AIO, "cpu_us")
+            lines.append(
+                f"{title + ', ' + level + ' in flight':<46} {'per s':>10} {'cpu us':>8} {'cpu vs aio':>12}"
+            )
+            for name, row in res.items():
+                if name.startswith("_"):
+                    continue
+                lines.append(
+                    f"  {name[:44]:<44} {row['per_s']:>10,.0f} {row['cpu_us']:>8,.0f} {_x(_ratio(row['cpu_us'], base)):>12}"
+                )
+    for route, res in (a.get("stream") or {}).items():
+        base = _get(res, AIO, "cpu_us")
+        lines.append(
+            f"{'async streams (' + route + ')':<46} {'per s':>10} {'cpu us':>8} {'cpu vs aio':>12}"
+        )
+        for name, row in res.items():
+            lines.append(
+                f"  {name[:44]:<44} {row['per_s']:>10,.0f} {row['cpu_us']:>8,.0f} {_x(_ratio(row['cpu_us'], base)):>12}"
+            )
+    for kind, res_by in (a.get("slow") or {}).items():
+        for level, res in res_by.items():
+            base = _get(res, AIO, "per_s")
+            lines.append(
+                f"{'slow ' + kind + ', ' + level + ' in flight':<46} {'per s':>10} {'cpu us':>8} {'vs aio':>12}"
+            )
+            for name, row in res.items():
+                lines.append(
+                    f"  {name[:44]:<44} {row['per_s']:>10,.0f} {row['cpu_us']:>8,.0f} {_x(_ratio(row['per_s'], base)):>12}"
+                )
     if "threads" in r:
         base = _get(r, "threads", REQ, "calls_per_s")
         lines.append(f"{'8 threads':<46} {'calls/s':>10} {'':>8} {'vs requests':>12}")

@@ -1,12 +1,14 @@
 """chatcore benchmark harness: ``python -m benchmarks.run [--quick | --full]`` (or
 ``python benchmarks/run.py``) from the repository root.
 
-Starts a local server (nginx when installed, else a standard-library asyncio server),
-runs the same work through bare http.client, bare requests, chatcore (default pipeline,
-and cache hits) and, when importable, the OpenAI SDK and LiteLLM, side by side in one run;
-measures imports, memory, the pipeline's parts; profiles ``client.chat``; writes
-``docs/benchmarks.md`` and raw results under ``benchmarks/results/``. Targets are checked
-here (``--check`` exits 1 when one fails), never by unit tests.
+Starts a local server (nginx with its echo module when installed, else a standard-library
+asyncio server), runs the same work through bare http.client, bare requests, chatcore
+(default pipeline, and cache hits) and, when importable, the OpenAI SDK and LiteLLM, side
+by side in one run; the async section compares ``chatcore.AsyncClient`` with bare aiohttp
+and ``AsyncOpenAI`` (``async_bench.py``, in a fresh interpreter); measures imports,
+memory, the pipeline's parts; profiles ``client.chat``; writes ``docs/benchmarks.md`` and
+raw results under ``benchmarks/results/``. Targets are checked here (``--check`` exits 1
+when one fails), never by unit tests.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from benchmarks import imports, measure, micro, payloads, profiling, report
 from benchmarks.server import BenchServer
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("chat", "stream", "threads", "micro", "imports", "memory", "profile")
+SECTIONS = ("chat", "stream", "threads", "async", "micro", "imports", "memory", "profile")
+ASYNC_PARTS = ("fast", "stream", "pipeline", "slow", "memory", "profile")
 
 MODES: dict[str, dict[str, Any]] = {
     "quick": {
@@ -148,8 +151,10 @@ def machine_info() -> dict[str, Any]:
                 "chatcore-openai",
                 "requests",
                 "urllib3",
+                "aiohttp",
                 "openai",
                 "httpx",
+                "httpx2",
                 "litellm",
                 "pyinstrument",
             )
@@ -204,6 +209,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=str(ROOT / "benchmarks" / "results"),
         help="raw JSON, profiles and logs (default benchmarks/results/)",
     )
+    p.add_argument(
+        "--async-parts",
+        default=",".join(ASYNC_PARTS),
+        help="parts of the async section (default: all of " + ",".join(ASYNC_PARTS) + ")",
+    )
+    p.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the client to one core and the server to another",
+    )
     p.add_argument("--calls", type=int, help="override calls per batch for the sequential test")
     p.add_argument("--repeats", type=int, help="override repeats for chat/stream/threads")
     p.add_argument("--check", action="store_true", help="exit 1 when a target fails")
@@ -222,12 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise SystemExit(f"unknown section(s): {', '.join(sorted(unknown))}")
+    async_parts = [s.strip() for s in args.async_parts.split(",") if s.strip()]
+    unknown = set(async_parts) - set(ASYNC_PARTS)
+    if unknown:
+        raise SystemExit(f"unknown async part(s): {', '.join(sorted(unknown))}")
     out_dir = Path(args.results)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     command = "python -m benchmarks.run" + ("" if args.mode == "quick" else " --full")
     if args.server != "auto":
         command += f" --server {args.server}"
+    if args.only != ",".join(SECTIONS):
+        command += f" --only {args.only}"
     results: dict[str, Any] = {
         "mode": args.mode,
         "config": cfg,
@@ -240,11 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     timings: dict[str, float] = {}
     results["section_seconds"] = timings
+    loads: dict[str, str | None] = {}
+    results["section_load"] = loads
     last = [time.perf_counter()]
 
     def mark(section: str) -> None:
         now = time.perf_counter()
         timings[section] = round(now - last[0], 1)
+        loads[section] = _loadavg()
         last[0] = now
 
     log(
@@ -264,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         results["server"] = {"kind": server.kind, "description": server.description}
         last[0] = time.perf_counter()
         log(f"server: {server.kind}: {server.description} at {server.base_url}")
+        client_cpu = _pin(server, args.pin)
+        results["pinning"] = (
+            f"client (this harness and its child processes) pinned to core {client_cpu}, "
+            f"the server to the other{'s' if (results['machine']['usable_cores'] or 0) > 2 else ''}"
+            if client_cpu is not None
+            else "not pinned" + (" (--no-pin)" if not args.pin else " (fewer than 2 usable cores)")
+        )
+        log(f"pinning: {results['pinning']}")
         cons, skipped = contenders_mod.build(server, skip_peers=args.no_peers)
         results["skipped"].update(skipped)
         for name, why in skipped.items():
@@ -293,6 +326,16 @@ def main(argv: list[str] | None = None) -> int:
                     peer_budget=cfg["peer_budget"] or 4.0,
                     progress=log,
                 )
+                log("streaming, one HTTP chunk per event")
+                results["stream_chunked"] = measure.streaming(
+                    streamers,
+                    cfg["streams"],
+                    cfg["stream_repeats"],
+                    payloads.STREAM_EVENT_COUNT,
+                    peer_budget=cfg["peer_budget"] or 4.0,
+                    progress=log,
+                    route="chunked",
+                )
                 results["stream_connections"] = {c.name: c.connections() for c in streamers}
                 mark("stream")
             if "threads" in sections:
@@ -315,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
                     progress=log,
                 )
                 mark("threads")
+            if "async" in sections:
+                log(f"async (fresh interpreter): {', '.join(async_parts)}")
+                results["async"] = _run_async(
+                    server, args.mode, async_parts, args.no_peers, out_dir, client_cpu
+                )
+                results["skipped"].update(results["async"].pop("skipped", {}))
+                mark("async")
             if "micro" in sections:
                 log("micro-benchmarks (cache, limiter, retry, pipeline stages)")
                 client = by_name["chatcore Client.chat"].client  # type: ignore[attr-defined]
@@ -340,6 +390,18 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 results["profile"]["chatcore_stream"] = profiling.cprofile(
                     chat.stream, cfg["profile_calls"] // 4, out_dir, "chatcore_stream"
+                )
+                results["profile"]["chatcore_stream_chunked"] = profiling.cprofile(
+                    lambda: chat.stream("chunked"),
+                    cfg["profile_calls"] // 4,
+                    out_dir,
+                    "chatcore_stream_chunked",
+                )
+                results["profile"]["requests_stream_chunked"] = profiling.cprofile(
+                    lambda: by_name["requests.Session (bare)"].stream("chunked"),
+                    cfg["profile_calls"] // 4,
+                    out_dir,
+                    "requests_stream_chunked",
                 )
                 pyi = profiling.pyinstrument_profile(
                     chat.chat, cfg["profile_calls"], out_dir, "chatcore_chat"
@@ -403,6 +465,56 @@ def main(argv: list[str] | None = None) -> int:
     log(report.console_summary(results))
     failed = [t for t in results["targets"] if t["status"] == "fail"]
     return 1 if (args.check and failed) else 0
+
+
+def _pin(server: BenchServer, wanted: bool) -> int | None:
+    """Pin this process (the client; its children inherit it) to the last usable core and
+    the server to the others; returns the client's core, or ``None`` when not pinned."""
+    if not wanted or not hasattr(os, "sched_setaffinity"):
+        return None
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        return None
+    client = usable[-1]
+    if not server.pin(set(usable[:-1])):
+        return None
+    os.sched_setaffinity(0, {client})
+    return client
+
+
+def _run_async(
+    server: BenchServer,
+    mode: str,
+    parts: list[str],
+    no_peers: bool,
+    out_dir: Path,
+    cpu: int | None,
+) -> dict[str, Any]:
+    """The async section, in a fresh interpreter (``benchmarks.async_bench``): progress
+    goes to the console, the figures come back as JSON."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.async_bench",
+        str(server.port),
+        "--mode",
+        mode,
+        "--parts",
+        ",".join(parts),
+        "--results",
+        str(out_dir),
+    ]
+    if no_peers:
+        cmd.append("--no-peers")
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
+    if proc.returncode != 0:
+        raise RuntimeError(f"the async section failed (exit {proc.returncode})")
+    found: dict[str, Any] = json.loads(proc.stdout)
+    found["parts"] = parts
+    found["aiohttp_version"] = found.get("versions", {}).get("aiohttp")
+    return found
 
 
 if __name__ == "__main__":
