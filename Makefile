@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/chatcore-openai plugins/chatcore-huggingface plugins/chatcore-prometheus plugins/chatcore-redis
+PLUGINS := plugins/chatcore-openai plugins/chatcore-huggingface plugins/chatcore-anthropic plugins/chatcore-prometheus plugins/chatcore-redis
 STAMP := $(VENV)/.chatcore-installed
 
 .PHONY: demo test venv lint type check clean mutation

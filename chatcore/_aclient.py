@@ -24,7 +24,7 @@ from chatcore._pipeline import (
     stream_failed,
     stream_pipeline,
 )
-from chatcore._stream import AsyncChatStream, chunks_from_response
+from chatcore._stream import AsyncChatStream
 from chatcore.exceptions import ConfigurationError
 from chatcore.models import ChatResponse
 from chatcore.provider import ModelInfo, Provider
@@ -148,18 +148,9 @@ class AsyncClient(BaseClient):
         context = await run_async(
             stream_pipeline(self, *self._stream_request(model, messages, dict(params)))
         )
-        request = context.request
+        chunks, first, kwargs = self._stream_source(context)
         if context.replay is not None:
-            return AsyncChatStream(
-                chunks_from_response(context.replay),
-                None,
-                provider=request.provider,
-                model=request.model,
-                attempts=0,
-                started=context.started,
-                cached=True,
-                request_id=context.replay.request_id,
-            )
+            return AsyncChatStream(chunks, first, **kwargs)
 
         async def complete(s: AsyncChatStream) -> None:
             await run_async(stream_completed(self, context, s))
@@ -171,16 +162,12 @@ class AsyncClient(BaseClient):
             await run_async(stream_abandoned(self, context))
 
         stream = AsyncChatStream(
-            context.chunks,
-            context.first,
-            provider=request.provider,
-            model=request.model,
-            attempts=context.attempts,
-            started=context.started,
+            chunks,
+            first,
             on_complete=complete,
             on_error=failed,
             on_close=abandoned,
-            secrets=self._secrets_of(self.provider(request.provider)),
+            **kwargs,
         )
         if context.first is None:  # an empty stream that ended cleanly
             async for _ in stream:

@@ -26,8 +26,9 @@ import os
 import platform
 import re
 import ssl
+import sys
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -38,20 +39,15 @@ from aiohttp.http_exceptions import ContentEncodingError
 from multidict import CIMultiDict
 from yarl import URL
 
-from chatcore import __version__
 from chatcore._deadline import call_deadline
 from chatcore._http import (
-    DEFAULT_MAX_EVENT_BYTES,
-    DEFAULT_MAX_REDIRECTS,
-    DEFAULT_MAX_RESPONSE_BYTES,
     ERROR_BODY_LIMIT,
     READ_CHUNK,
     AttemptClock,
-    ErrorMapper,
+    ChunkMasker,
     HttpCall,
     HttpResult,
-    Origin,
-    RedirectPolicy,
+    TransportBase,
     cap_total,
     declared_length,
     detached_cause,
@@ -216,54 +212,16 @@ class _Events:
         return pending.popleft()
 
 
-class AsyncHttpTransport:
+class AsyncHttpTransport(TransportBase):
     """JSON over HTTP for one provider instance, with aiohttp: the async twin of
     :class:`~chatcore._transport.HttpTransport` (same headers, body encoding, redirect and
     credential policy, caps, deadlines and typed errors). Its session is created on
     first use and bound to that event loop; use it from one loop only."""
 
-    def __init__(
-        self,
-        *,
-        provider: str,
-        base_url: str,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        secrets: Iterable[str] = (),
-        timeout: float = 600.0,
-        connect_timeout: float = 5.0,
-        pool_maxsize: int = 32,
-        user_agent_product: tuple[str, str] | None = None,
-        chunk_timeout: float = 60.0,
-        max_redirects: int = DEFAULT_MAX_REDIRECTS,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        error_mapper: ErrorMapper | None = None,
-    ) -> None:
-        self.provider = provider
-        self.error_mapper = error_mapper
-        self.base_url = base_url.rstrip("/")
-        self.secrets = tuple(s for s in secrets if s)
-        self.timeout = (connect_timeout, timeout)
-        self.chunk_timeout = chunk_timeout
-        self.max_response_bytes = max_response_bytes
-        self.max_event_bytes = max_event_bytes
-        self.pool_maxsize = pool_maxsize
-        self.params = dict(params or {})
-        try:
-            origin = Origin.of(self.base_url)
-        except ValueError:
-            origin = Origin("", "", 0)  # matches no URL: every redirect is refused
-        self.redirects = RedirectPolicy(origin, max_redirects)
-        ua = f"chatcore/{__version__}"
-        if user_agent_product and user_agent_product[0]:
-            ua += f" {user_agent_product[0]}/{user_agent_product[1] or 'unknown'}"
-        ua += f" python/{_PY}"
-        self._headers: CIMultiDict[str] = CIMultiDict(
-            {"User-Agent": ua, "Accept": "application/json", "Content-Type": "application/json"}
-        )
-        if headers:
-            self._headers.update(headers)
+    def __init__(self, **options: Any) -> None:
+        """``options``: those of :class:`~chatcore._http.TransportBase`."""
+        super().__init__(**options)
+        self._headers: CIMultiDict[str] = CIMultiDict(self.default_headers)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._proxies: dict[tuple[str, str], tuple[URL | None, Mapping[str, str] | None]] = {}
@@ -272,15 +230,6 @@ class AsyncHttpTransport:
     def user_agent(self) -> str:
         """The User-Agent header sent with every request."""
         return self._headers["User-Agent"]
-
-    def url(self, path: str) -> str:
-        """The absolute URL of ``path``. An absolute URL is kept only when it is on the
-        base URL's origin (:class:`~chatcore.exceptions.ConfigurationError` otherwise):
-        the credentials this transport sends never go anywhere else."""
-        if path.startswith(("http://", "https://")):
-            self.redirects.check_target(path)
-            return path
-        return f"{self.base_url}/{path.lstrip('/')}"
 
     async def send(self, call: HttpCall, *, model: str | None = None) -> HttpResult:
         """Send ``call`` and return its decoded JSON answer, or raise a typed error. The
@@ -329,7 +278,9 @@ class AsyncHttpTransport:
             )
             cause = detached_cause(exc, self.secrets)
         else:
-            return HttpResult(head.status, head.headers, data, attempt.elapsed, request_id)
+            return HttpResult(
+                head.status, head.headers, data, attempt.elapsed, request_id, raw=content
+            )
         raise error from cause
 
     async def stream_chunks(
@@ -397,6 +348,7 @@ class AsyncHttpTransport:
             gap = False
             first = True
             decode: StreamDecoder | None = None
+            masker = ChunkMasker(self.secrets)
             while True:
                 try:
                     event = await events.next(deadline, gap=gap)
@@ -408,10 +360,10 @@ class AsyncHttpTransport:
                     break
                 if decode is None:
                     decode = decoder(head_of(head))
-                for chunk in decode.feed(event):
+                for chunk in masker.event(event.data, decode.feed(event)):
                     if first:
                         first = False
-                        chunk = attrs.evolve(chunk, request_id=request_id, headers=head.headers)
+                        chunk = masker.first(chunk, head.headers)
                     yield chunk
                 if decode.done:
                     await self._drain(events)
@@ -421,10 +373,10 @@ class AsyncHttpTransport:
                 gap = True
             if decode is None:
                 decode = decoder(head_of(head))
-            for chunk in decode.end():
+            for chunk in masker.event(None, decode.end()):
                 if first:
                     first = False
-                    chunk = attrs.evolve(chunk, request_id=request_id, headers=head.headers)
+                    chunk = masker.first(chunk, head.headers)
                 yield chunk
         finally:
             response.release()  # back to the pool when read to its end, closed otherwise
@@ -683,8 +635,18 @@ class AsyncHttpTransport:
         next event). Failures and a passed deadline are raised as typed errors."""
         error: APIError
         try:
+            # what has already arrived is taken at once: no timer, no wait (most answers
+            # arrive with their head, most events with their chunk)
+            ready = content.read_nowait(size)
+            if ready or content.at_eof():
+                if time.monotonic() > deadline:
+                    raise asyncio.TimeoutError
+                return ready
             return await _within(deadline, content.read(size))
         except aiohttp.ClientError as exc:
+            rest = _buffered(content, size)
+            if rest:  # what came before the break first; the next read raises it
+                return rest
             error = self._map_read(exc, attempt)
         except asyncio.TimeoutError as exc:
             error = attempt.clock.expired(
@@ -797,6 +759,24 @@ def _basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
+def _buffered(content: aiohttp.StreamReader, size: int) -> bytes:
+    """Up to ``size`` bytes that arrived before the connection broke. aiohttp raises a
+    broken body's error before handing out what it already holds, so events sent just
+    before a cut would be lost (and a stream cut after its first events would look like
+    one that failed to open); the sync transport delivers them. Reads the reader's buffer
+    past its stored error, which stays set, so the next read raises it."""
+    if not getattr(content, "_buffer", None):
+        return b""
+    error = content.exception()
+    try:
+        content._exception = None
+        return content.read_nowait(size)
+    except (RuntimeError, aiohttp.ClientError):
+        return b""
+    finally:
+        content._exception = error
+
+
 def _is_decoding_error(exc: BaseException) -> bool:
     """True when aiohttp failed to decompress the body (its Content-Encoding is broken)."""
     return isinstance(exc, aiohttp.ClientPayloadError) and isinstance(
@@ -804,7 +784,16 @@ def _is_decoding_error(exc: BaseException) -> bool:
     )
 
 
+if sys.version_info >= (3, 11):
+    _timeout_at = asyncio.timeout_at
+else:  # aiohttp depends on async-timeout before 3.11
+    from async_timeout import timeout_at as _timeout_at  # type: ignore[import-not-found,no-redef,unused-ignore]
+
+
 async def _within(deadline: float, awaitable: Awaitable[_T]) -> _T:
     """``await awaitable``, cancelled with :class:`asyncio.TimeoutError` at ``deadline``
-    (monotonic seconds; a deadline already passed fails at once)."""
-    return await asyncio.wait_for(awaitable, deadline - time.monotonic())
+    (monotonic seconds; a deadline already passed fails at once). A timer on the current
+    task, not a task of its own as ``asyncio.wait_for`` makes on 3.11."""
+    loop = asyncio.get_running_loop()
+    async with _timeout_at(loop.time() + (deadline - time.monotonic())):
+        return await awaitable

@@ -20,6 +20,7 @@ from chatcore._plugins import PluginHost, get_plugin_host
 from chatcore._redact import KnownSecrets, usable_secrets
 from chatcore._retry import RetryPolicy
 from chatcore._settings import Settings, load_settings
+from chatcore._stream import chunks_from_response
 from chatcore._validate import build_request, is_number, show, split_model
 from chatcore.exceptions import ConfigurationError, ValidationError
 from chatcore.models import ChatRequest, ChatResponse
@@ -28,6 +29,7 @@ from chatcore.provider import Provider, ProviderSpec, resolve_config
 if TYPE_CHECKING:
     from chatcore._cache import ResponseCache
     from chatcore._health import HealthChecker
+    from chatcore._pipeline import StreamContext
 
 __all__ = ["BaseClient"]
 
@@ -270,6 +272,28 @@ class BaseClient:
             )
         return request, provider, policy, cache, ttl
 
+    def _stream_source(self, context: StreamContext) -> tuple[Any, Any, dict[str, Any]]:
+        """What a stream object is built from: its chunks, its first chunk, and its
+        keyword arguments (a cache hit replays the cached answer as chunks)."""
+        request = context.request
+        kwargs: dict[str, Any] = {
+            "provider": request.provider,
+            "model": request.model,
+            "started": context.started,
+        }
+        if context.replay is not None:
+            kwargs.update(attempts=0, cached=True, request_id=context.replay.request_id)
+            return chunks_from_response(context.replay), None, kwargs
+        provider = self.provider(request.provider)
+        kwargs.update(
+            attempts=context.attempts,
+            secrets=self._secrets_of(provider),
+            # the core's transports mask chunks per event; a 0.1 provider's are masked
+            # by the stream
+            premasked=provider.translates,
+        )
+        return context.chunks, context.first, kwargs
+
     def _call_options(
         self, params: dict[str, Any]
     ) -> tuple[RetryPolicy, ResponseCache | None, float | None]:
@@ -351,6 +375,9 @@ class BaseClient:
                 attempts=attempts,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
+                cached_tokens=usage.cached_tokens if usage else None,
+                cache_creation_tokens=usage.cache_creation_tokens if usage else None,
+                reasoning_tokens=usage.reasoning_tokens if usage else None,
                 cached=bool(response.cached) if response is not None else False,
                 status_code=getattr(error, "status_code", None),
                 time_to_first_token=time_to_first_token,

@@ -23,7 +23,7 @@ from chatcore._pipeline import (
     stream_failed,
     stream_pipeline,
 )
-from chatcore._stream import ChatStream, chunks_from_response
+from chatcore._stream import ChatStream
 from chatcore.models import ChatResponse
 from chatcore.provider import ModelInfo, Provider
 
@@ -88,29 +88,16 @@ class Client(BaseClient):
         exhausted). Retried like :meth:`chat` until the first chunk arrives; a failure
         after that raises :class:`~chatcore.StreamError` with the partial text."""
         context = run_sync(stream_pipeline(self, *self._stream_request(model, messages, params)))
-        request = context.request
+        chunks, first, kwargs = self._stream_source(context)
         if context.replay is not None:
-            return ChatStream(
-                chunks_from_response(context.replay),
-                None,
-                provider=request.provider,
-                model=request.model,
-                attempts=0,
-                started=context.started,
-                cached=True,
-                request_id=context.replay.request_id,
-            )
+            return ChatStream(chunks, first, **kwargs)
         stream = ChatStream(
-            context.chunks,
-            context.first,
-            provider=request.provider,
-            model=request.model,
-            attempts=context.attempts,
-            started=context.started,
+            chunks,
+            first,
             on_complete=lambda s: run_sync(stream_completed(self, context, s)),
             on_error=lambda s, e: run_sync(stream_failed(self, context, s, e)),
             on_close=lambda s: run_sync(stream_abandoned(self, context)),
-            secrets=self._secrets_of(self.provider(request.provider)),
+            **kwargs,
         )
         if context.first is None:  # an empty stream that ended cleanly
             next(stream, None)

@@ -1,8 +1,9 @@
 """``chatcore demo`` / ``make demo``: real chats through the bundled plugins over HTTP.
 
-With ``OPENAI_API_KEY`` or ``HF_TOKEN`` set, those providers call the real services.
-Without them, a local OpenAI-compatible stand-in server (and a TGI-flavoured one) from
-:mod:`chatcore.testing.server` answers on 127.0.0.1, and the demo says so plainly.
+With ``OPENAI_API_KEY``, ``HF_TOKEN`` or ``ANTHROPIC_API_KEY`` set, those providers call the
+real services. Without them, local stand-in servers from :mod:`chatcore.testing.server`
+(OpenAI-compatible, TGI-flavoured, and speaking Anthropic's Messages API) answer on
+127.0.0.1, and the demo says so plainly.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from typing import Any, Literal, TextIO
 
 STAND_IN_KEY = "sk-chatcore-demo-stand-in-key"
 STAND_IN_TOKEN = "hf_chatcoreDemoStandInToken"
+STAND_IN_ANTHROPIC_KEY = "sk-ant-chatcore-demo-stand-in-key"
+ANTHROPIC_MODEL = "anthropic:claude-haiku-4-5"
+
+Flavor = Literal["openai", "azure", "tgi", "anthropic"]
 
 
 @contextlib.contextmanager
-def _stand_in(flavor: Literal["openai", "azure", "tgi"], api_key: str | None) -> Iterator[Any]:
+def _stand_in(flavor: Flavor, api_key: str | None) -> Iterator[Any]:
     from chatcore.testing.server import StandInServer
 
     server = StandInServer(flavor=flavor, api_key=api_key)
@@ -31,6 +36,18 @@ def _stand_in(flavor: Literal["openai", "azure", "tgi"], api_key: str | None) ->
 def _show(out: TextIO, label: str, response: Any) -> None:
     usage = response.usage
     tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens" if usage else "no usage"
+    if usage is not None:
+        parts = [
+            f"{name} {value}"
+            for name, value in (
+                ("cached", usage.cached_tokens),
+                ("cache writes", usage.cache_creation_tokens),
+                ("reasoning", usage.reasoning_tokens),
+            )
+            if value
+        ]
+        if parts:
+            tokens += f" ({', '.join(parts)})"
     out.write(
         f"  {label}\n"
         f"    reply:      {response.text.strip()}\n"
@@ -96,6 +113,9 @@ def run_demo(out: TextIO) -> int:
                 )
             )
             jobs.append(("tgi-demo:tgi", "Say hello in five words.", {"stop": "\n"}))
+        anthropic = _anthropic_setup(out, stack, providers)
+        if anthropic:
+            jobs.append((ANTHROPIC_MODEL, "Say hello to chatcore in five words.", {}))
         out.write("\n")
         tgi_settings = providers.pop("tgi-demo", None)
         client = stack.enter_context(Client(providers=providers, max_retries=1))
@@ -117,9 +137,54 @@ def run_demo(out: TextIO) -> int:
             except ChatcoreError as exc:
                 failures += 1
                 out.write(f"  {label}\n    FAILED: {type(exc).__name__}: {exc}\n")
+        if anthropic:
+            failures += _anthropic_stream(out, client)
         failures += _extras(out, client, jobs[0][0])
     out.write("\nDone.\n" if not failures else f"\n{failures} step(s) failed.\n")
     return 1 if failures else 0
+
+
+def _anthropic_setup(
+    out: TextIO, stack: contextlib.ExitStack[Any], providers: dict[str, dict[str, Any]]
+) -> bool:
+    """Configure the ``anthropic`` provider (the real API with ``ANTHROPIC_API_KEY``, else
+    the Messages API stand-in); False when its plugin is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("chatcore_anthropic") is None:
+        out.write("Anthropic: chatcore-anthropic is not installed; skipped.\n")
+        return False
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        out.write("Anthropic: ANTHROPIC_API_KEY is set, calling the real Messages API.\n")
+        return True
+    server = stack.enter_context(_stand_in("anthropic", STAND_IN_ANTHROPIC_KEY))
+    providers["anthropic"] = {"api_key": STAND_IN_ANTHROPIC_KEY, "base_url": server.base_url}
+    out.write(
+        "Anthropic: ANTHROPIC_API_KEY is not set, so this uses the bundled LOCAL STAND-IN\n"
+        f"  of the Messages API at {server.base_url} (not Anthropic; its replies are canned).\n"
+    )
+    return True
+
+
+def _anthropic_stream(out: TextIO, client: Any) -> int:
+    """One Anthropic stream: text as it arrives, then its finish reason and usage."""
+    from chatcore.exceptions import ChatcoreError
+
+    out.write(f"\nStreaming from {ANTHROPIC_MODEL}:\n  ")
+    try:
+        with client.stream(ANTHROPIC_MODEL, "Stream a short greeting.", max_tokens=64) as stream:
+            for chunk in stream:
+                out.write(chunk.text)
+                out.flush()
+        response = stream.response
+        usage = response.usage if response is not None else None
+        tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens" if usage else "-"
+        reason = response.finish_reason if response is not None else "-"
+        out.write(f"\n    finish reason {reason}, {tokens}, request id {stream.request_id}\n")
+    except ChatcoreError as exc:
+        out.write(f"FAILED: {type(exc).__name__}: {exc}\n")
+        return 1
+    return 0
 
 
 def _extras(out: TextIO, client: Any, model: str) -> int:

@@ -10,13 +10,14 @@ applies the same functions, so both refuse, cap and time out alike.
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import attrs
 
-from chatcore._redact import redact
+from chatcore._redact import mask_secrets, may_hold_secret, redact, usable_secrets
 from chatcore.exceptions import (
     APIStatusError,
     APITimeoutError,
@@ -27,6 +28,7 @@ from chatcore.exceptions import (
     error_from_response,
     request_id_from,
 )
+from chatcore.models import ChatChunk
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -35,11 +37,13 @@ __all__ = [
     "ERROR_BODY_LIMIT",
     "READ_CHUNK",
     "AttemptClock",
+    "ChunkMasker",
     "ErrorMapper",
     "HttpCall",
     "HttpResult",
     "Origin",
     "RedirectPolicy",
+    "TransportBase",
     "TransportCause",
     "cap_total",
     "declared_length",
@@ -105,10 +109,40 @@ class HttpResult:
     data: Any
     elapsed: float
     request_id: str | None
+    #: The body's bytes as received (decompressed), when the transport kept them: lets
+    #: the pipeline skip the masking walk of an answer whose bytes hold no secret.
+    raw: bytes | None = attrs.field(default=None, eq=False, repr=False)
 
 
 #: A provider's own mapping of an error answer (``Provider.map_error``).
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], Any]
+
+
+class ChunkMasker:
+    """Masks a stream's chunks where they could carry a secret, per event: a chunk made of
+    an event whose text holds no secret (and cannot hide one behind a JSON escape) is
+    passed through untouched, so the usual chunk costs a substring search, not a walk.
+    Both transports use it; streams they deliver need no masking after."""
+
+    __slots__ = ("secrets",)
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = usable_secrets(secrets)
+
+    def event(self, data: str | None, chunks: Iterable[ChatChunk]) -> Iterable[ChatChunk]:
+        """``chunks`` made of an event whose data is ``data`` (``None``: unknown)."""
+        if not self.secrets.values:
+            return chunks
+        if data is not None and not may_hold_secret(data, None, self.secrets):
+            return chunks
+        return [mask_secrets(chunk, self.secrets) for chunk in chunks]
+
+    def first(self, chunk: ChatChunk, headers: Mapping[str, str]) -> ChatChunk:
+        """The stream's first chunk, carrying the answer's request id and headers."""
+        chunk = attrs.evolve(chunk, request_id=request_id_from(headers), headers=headers)
+        if self.secrets.values and may_hold_secret("", headers, self.secrets):
+            chunk = mask_secrets(chunk, self.secrets)
+        return chunk
 
 
 def head_of(response: Any) -> HttpResult:
@@ -154,6 +188,79 @@ def map_status(
     return error_from_response(
         status_code, body, headers, provider=provider, model=model, secrets=secrets
     )
+
+
+# --------------------------------------------------------------------------------------
+# What every transport is configured with
+
+
+class TransportBase:
+    """The configuration every transport shares, set up one way: the provider's base URL
+    and the origin its credentials are bound to, timeouts, caps, secrets, error mapping,
+    and the default headers (User-Agent, JSON content negotiation, the provider's own).
+    :class:`~chatcore._transport.HttpTransport` (requests) and
+    :class:`~chatcore._atransport.AsyncHttpTransport` (aiohttp) build on it."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        secrets: Iterable[str] = (),
+        timeout: float = 600.0,
+        connect_timeout: float = 5.0,
+        pool_maxsize: int = 32,
+        user_agent_product: tuple[str, str] | None = None,
+        chunk_timeout: float = 60.0,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        error_mapper: ErrorMapper | None = None,
+    ) -> None:
+        self.provider = provider
+        self.error_mapper = error_mapper
+        self.base_url = base_url.rstrip("/")
+        self.secrets = tuple(s for s in secrets if s)
+        self.timeout = (connect_timeout, timeout)
+        self.chunk_timeout = chunk_timeout
+        self.max_response_bytes = max_response_bytes
+        self.max_event_bytes = max_event_bytes
+        self.pool_maxsize = pool_maxsize
+        self.params = dict(params or {})
+        try:
+            origin = Origin.of(self.base_url)
+        except ValueError:
+            origin = Origin("", "", 0)  # matches no URL: every redirect is refused
+        self.redirects = RedirectPolicy(origin, max_redirects)
+        ua = f"chatcore/{_version()}"
+        if user_agent_product and user_agent_product[0]:
+            ua += f" {user_agent_product[0]}/{user_agent_product[1] or 'unknown'}"
+        ua += f" python/{platform.python_version()}"
+        #: The headers of every request: chatcore's, then the provider's (credentials).
+        self.default_headers: dict[str, str] = {
+            "User-Agent": ua,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        if headers:
+            self.default_headers.update(headers)
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path``. An absolute URL is kept only when it is on the
+        base URL's origin (:class:`~chatcore.exceptions.ConfigurationError` otherwise):
+        the credentials this transport sends never go anywhere else."""
+        if path.startswith(("http://", "https://")):
+            self.redirects.check_target(path)
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+
+def _version() -> str:
+    from chatcore import __version__
+
+    return __version__
 
 
 # --------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ per attempt (``kind="attempt"``); every sink's ``record(event)`` is called in it
 :class:`InMemoryMetrics` aggregates them per ``(provider, model)`` in constant memory:
 
 - counters (requests, ok, errors by type, retries, cache hits/misses, prompt/completion
-  tokens, attempts);
+  tokens and their typed parts: cached, cache-creation and reasoning tokens, attempts);
 - latency and time-to-first-token quantiles from a log-bucket histogram (DDSketch-style):
   every reported quantile is within 1% (relative) of the exact nearest-rank quantile of the
   recorded values, or within 1 microsecond for values under 1 microsecond; values of 10^5 s
@@ -43,6 +43,8 @@ __all__ = [
     "PROMETHEUS_CONTENT_TYPE",
     "QUANTILES",
     "RELATIVE_ACCURACY",
+    "TOKEN_DETAILS_HELP",
+    "TOKEN_DETAIL_KINDS",
     "InMemoryMetrics",
     "MetricsSink",
     "RequestEvent",
@@ -55,6 +57,18 @@ OTHER = "__other__"
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The ``Content-Type`` of :meth:`InMemoryMetrics.prometheus_text` (for a ``/metrics``)."""
+
+TOKEN_DETAIL_KINDS: tuple[str, ...] = ("cached", "cache_creation", "reasoning")
+"""The ``kind`` values of ``chatcore_token_details_total``: the parts of the prompt tokens
+read from (``cached``) and written to (``cache_creation``) the provider's prompt cache, and
+the part of the completion tokens spent reasoning (``reasoning``). They are a family of
+their own, not kinds of ``chatcore_tokens_total``, whose sum stays the total."""
+
+TOKEN_DETAILS_HELP = (
+    "Parts of the reported tokens: of the prompt, read from (cached) or written to "
+    "(cache_creation) the prompt cache; of the completion, reasoning."
+)
+"""The help text of ``chatcore_token_details_total`` (shared with chatcore-prometheus)."""
 
 QUANTILES: tuple[tuple[str, int], ...] = (("p50", 50), ("p95", 95), ("p99", 99))
 """The reported quantiles: name and percent (nearest-rank definition)."""
@@ -82,7 +96,10 @@ class RequestEvent:
     ``latency`` is in seconds (all attempts, for a request); ``attempts`` is the number of
     attempts the request took, ``attempt`` the number of this attempt (attempt events);
     ``time_to_first_token`` and ``tokens_per_second`` are set for streams; ``timestamp`` is
-    ``time.time()`` at the end (``0.0``: the sink's clock is used).
+    ``time.time()`` at the end (``0.0``: the sink's clock is used). ``cached_tokens`` and
+    ``cache_creation_tokens`` are the parts of ``prompt_tokens`` read from and written to the
+    provider's prompt cache, ``reasoning_tokens`` the part of ``completion_tokens`` spent
+    reasoning (see :class:`~chatcore.models.Usage`; ``None``: not reported).
     """
 
     provider: str
@@ -100,6 +117,9 @@ class RequestEvent:
     time_to_first_token: float | None = None
     tokens_per_second: float | None = None
     timestamp: float = 0.0
+    cached_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
 
 class MetricsSink(Protocol):
@@ -223,8 +243,10 @@ class _Stats:
         "attempt_errors",
         "attempt_ok",
         "attempts",
+        "cache_creation_tokens",
         "cache_hits",
         "cache_misses",
+        "cached_tokens",
         "completion_tokens",
         "error_types",
         "errors",
@@ -234,6 +256,7 @@ class _Stats:
         "ok",
         "prompt_tokens",
         "provider",
+        "reasoning_tokens",
         "requests",
         "retries",
         "ring",
@@ -253,6 +276,9 @@ class _Stats:
         self.ttft = _Histogram()
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens = 0
+        self.cache_creation_tokens = 0
+        self.reasoning_tokens = 0
         self.tps_count = 0
         self.tps_sum = 0.0
         self.cache_hits = 0
@@ -380,6 +406,15 @@ class InMemoryMetrics:
             tokens = event.completion_tokens
             if tokens is not None and tokens > 0:
                 stats.completion_tokens += tokens
+            tokens = event.cached_tokens
+            if tokens is not None and tokens > 0:
+                stats.cached_tokens += tokens
+            tokens = event.cache_creation_tokens
+            if tokens is not None and tokens > 0:
+                stats.cache_creation_tokens += tokens
+            tokens = event.reasoning_tokens
+            if tokens is not None and tokens > 0:
+                stats.reasoning_tokens += tokens
             stats.ring.add(ok)
             self._provider_rings[stats.provider].add(ok)
             self._ring.add(ok)
@@ -481,6 +516,9 @@ def _summarize(group: list[_Stats], ring: _Ring) -> dict[str, Any]:
             "errors",
             "prompt_tokens",
             "completion_tokens",
+            "cached_tokens",
+            "cache_creation_tokens",
+            "reasoning_tokens",
             "cache_hits",
             "cache_misses",
             "retries",
@@ -516,6 +554,9 @@ def _summarize(group: list[_Stats], ring: _Ring) -> dict[str, Any]:
             "prompt": sums["prompt_tokens"],
             "completion": sums["completion_tokens"],
             "total": sums["prompt_tokens"] + sums["completion_tokens"],
+            "cached": sums["cached_tokens"],
+            "cache_creation": sums["cache_creation_tokens"],
+            "reasoning": sums["reasoning_tokens"],
         },
         "tokens_per_second": {
             "count": sums["tps_count"],
@@ -620,6 +661,11 @@ def render_prometheus(snapshot: Mapping[str, Any]) -> str:
     for labels, s in models:
         for kind in ("prompt", "completion"):
             out.sample("chatcore_tokens_total", {**labels, "kind": kind}, s["tokens"][kind])
+
+    out.family("chatcore_token_details_total", "counter", TOKEN_DETAILS_HELP)
+    for labels, s in models:
+        for kind in TOKEN_DETAIL_KINDS:
+            out.sample("chatcore_token_details_total", {**labels, "kind": kind}, s["tokens"][kind])
 
     for name, field, help_text in (
         (

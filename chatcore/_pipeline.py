@@ -20,7 +20,7 @@ import attrs
 
 from chatcore._deadline import call_deadline
 from chatcore._log import logger, logging_on
-from chatcore._redact import mask_secrets, scrub_exception
+from chatcore._redact import mask_secrets, may_hold_secret, scrub_exception
 from chatcore.exceptions import APIError
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse
 
@@ -213,6 +213,11 @@ class Sleep(Effect[None]):
             await asyncio.sleep(0)
 
 
+#: Per (component class, method): the name of its coroutine twin, or ``None``.
+_ASYNC_NAMES: dict[tuple[type[Any], str], Any] = {}
+_UNKNOWN = object()
+
+
 @attrs.define(slots=True)
 class Component(Effect["Any"]):
     """Call ``method`` of a pluggable component (rate limiter, cache). Under the async
@@ -229,9 +234,16 @@ class Component(Effect["Any"]):
         return getattr(self.component, self.method)(*self.args, **self.kwargs)
 
     async def run_async(self) -> Any:
-        native = getattr(self.component, "a" + self.method, None)
-        if native is not None:
-            return await native(*self.args, **self.kwargs)
+        kind = type(self.component)
+        name = _ASYNC_NAMES.get((kind, self.method), _UNKNOWN)
+        if name is _UNKNOWN:
+            name = "a" + self.method
+            if not callable(getattr(self.component, name, None)):
+                name = None
+            if len(_ASYNC_NAMES) < 256:
+                _ASYNC_NAMES[(kind, self.method)] = name
+        if name is not None:
+            return await getattr(self.component, name)(*self.args, **self.kwargs)
         func = getattr(self.component, self.method)
         if self.method == "acquire":
             import asyncio
@@ -416,9 +428,15 @@ async def chat_pipeline(
     transport = core._transport_of(provider) if provider.translates else None
     call = provider.prepare_chat(request) if transport is not None else None
 
+    clean: list[bool] = []
+
     def parse(answer: Any) -> ChatResponse:
         if call is None:  # a 0.1 provider parsed its own answer
             return cast(ChatResponse, answer)
+        clean.clear()
+        raw = answer.raw
+        if raw is not None and not may_hold_secret(raw, answer.headers, secrets):
+            clean.append(True)  # nothing in its bytes to mask: skip the walk
         return provider.parse_chat(request, answer)
 
     async def attempt(number: int) -> ChatResponse:
@@ -466,8 +484,9 @@ async def chat_pipeline(
         raise
     latency = time.perf_counter() - started
     # what came from the wire (headers, ids, text, raw fields) shows none of the secrets
-    masked: ChatResponse = mask_secrets(response, secrets)
-    response = attrs.evolve(masked, provider=name, latency=latency, attempts=attempts)
+    if not clean:
+        response = mask_secrets(response, secrets)
+    response = attrs.evolve(response, provider=name, latency=latency, attempts=attempts)
     if logging_on():
         logger.info(
             "chat {provider}:{model} ok in {latency_ms:.1f} ms",

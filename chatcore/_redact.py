@@ -101,6 +101,42 @@ def usable_secrets(secrets: Iterable[str]) -> KnownSecrets:
     return found if found.values else _NO_SECRETS
 
 
+#: Characters JSON may escape inside a string other than by ``\\uXXXX`` (``\\"``,
+#: ``\\\\``, ``\\/``): a secret holding one could hide from a byte search.
+_JSON_ESCAPABLE = ('"', "\\", "/")
+
+
+def may_hold_secret(
+    raw: bytes | str, headers: Mapping[str, str] | None, secrets: KnownSecrets
+) -> bool:
+    """Whether an answer whose body bytes are ``raw`` (JSON or SSE text) and whose headers
+    are ``headers`` might carry one of ``secrets`` once decoded. ``False`` is a promise:
+    no secret occurs in the bytes, none can hide behind a JSON escape (the body has no
+    ``\\u`` and no secret holds a character JSON escapes otherwise), and none is in a
+    header; then the decoded answer needs no masking walk."""
+    known = secrets.values
+    if not known:
+        return False
+    if isinstance(raw, str):
+        if "\\u" in raw:
+            return True
+        for secret in known:
+            if secret in raw or any(c in secret for c in _JSON_ESCAPABLE):
+                return True
+    else:
+        if b"\\u" in raw:
+            return True
+        for secret in known:
+            if secret.encode("utf-8") in raw or any(c in secret for c in _JSON_ESCAPABLE):
+                return True
+    if headers:
+        for value in headers.values():
+            for secret in known:
+                if secret in value:
+                    return True
+    return False
+
+
 def _replace_known(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret in text:

@@ -314,7 +314,13 @@ class StreamDecoder(Protocol):
     typed error (an in-band error event is a :class:`StreamError`); once :attr:`done` is
     true (the terminator was seen) the core stops feeding and releases the connection.
     :meth:`end` is called when the events run out before that: it returns any last chunks,
-    or raises :class:`StreamError` for a stream cut short."""
+    or raises :class:`StreamError` for a stream cut short.
+
+    The core masks the provider's secrets in a chunk when the event it came from could hold
+    one. A decoder that carries text from one event into the chunks of a later one (a
+    message id from a start event, accumulated reasoning) masks those chunks itself
+    (:func:`chatcore._redact.mask_secrets` with the provider's secrets); the assembled
+    answer is masked once more at the end in any case."""
 
     done: bool
 
@@ -428,19 +434,24 @@ def chunk_from_dict(
     choices = payload.get("choices")
     usage_data = payload.get("usage")
     usage = None
-    if isinstance(usage_data, Mapping):
+    if usage_data is not None and isinstance(usage_data, Mapping):
         try:
             usage = _lenient().structure(usage_data, Usage)
         except Exception:  # a malformed usage block must not kill the stream
             usage = None
     created = payload.get("created")
+    if type(choices) is list:
+        # per event: exact dicts (what json.loads makes) skip the ABC check
+        kept = tuple(c for c in choices if type(c) is dict or isinstance(c, Mapping))
+    else:
+        kept = ()
+    chunk_id = payload.get("id")
+    model = payload.get("model")
     return ChatChunk(
-        id=str(payload.get("id") or ""),
-        model=str(payload.get("model") or fallback_model),
-        choices=tuple(c for c in choices if isinstance(c, Mapping))
-        if isinstance(choices, list)
-        else (),
-        created=created if isinstance(created, int) else 0,
+        id=chunk_id if type(chunk_id) is str else str(chunk_id or ""),
+        model=model if type(model) is str and model else str(model or fallback_model),
+        choices=kept,
+        created=created if type(created) is int else 0,
         usage=usage,
         provider=provider,
     )

@@ -42,7 +42,9 @@ class _ChoiceState:
 
 class StreamAssembler:
     """Accumulates :class:`ChatChunk` deltas into a complete :class:`ChatResponse`:
-    content and refusal concatenated per choice, tool-call fragments joined by ``index``."""
+    content and refusal concatenated per choice, tool-call fragments joined by ``index``,
+    reasoning kept on the message (``delta.reasoning_content`` pieces concatenated into
+    ``reasoning_content``, ``delta.reasoning_details`` items appended in order)."""
 
     def __init__(self) -> None:
         self.id = ""
@@ -52,6 +54,9 @@ class StreamAssembler:
         self.system_fingerprint: str | None = None
         self._choices: dict[int, _ChoiceState] = {}
         self._text: list[str] = []
+        # per choice index: reasoning text pieces, and reasoning blocks
+        self._reasoning: dict[int, list[str]] = {}
+        self._reasoning_details: dict[int, list[Mapping[str, Any]]] = {}
 
     @property
     def text(self) -> str:
@@ -70,34 +75,47 @@ class StreamAssembler:
             self.usage = chunk.usage
         for raw in chunk.choices:
             index = raw.get("index", 0)
-            if not isinstance(index, int):
+            if type(index) is not int and not isinstance(index, int):
                 continue
-            state = self._choices.setdefault(index, _ChoiceState())
+            state = self._choices.get(index)
+            if state is None:
+                state = self._choices[index] = _ChoiceState()
             delta = raw.get("delta")
-            if isinstance(delta, Mapping):
+            if type(delta) is dict or isinstance(delta, Mapping):
                 role = delta.get("role")
                 if isinstance(role, str) and role:
                     state.role = role
                 content = delta.get("content")
-                if isinstance(content, str):
+                if type(content) is str or isinstance(content, str):
                     state.saw_content = True
                     state.content.append(content)
                     if index == 0:
                         self._text.append(content)
                 refusal = delta.get("refusal")
-                if isinstance(refusal, str):
+                if refusal is not None and isinstance(refusal, str):
                     state.saw_refusal = True
                     state.refusal.append(refusal)
                 calls = delta.get("tool_calls")
-                if isinstance(calls, list):
+                if calls is not None and isinstance(calls, list):
                     for fragment in calls:
                         if isinstance(fragment, Mapping):
                             self._add_tool_fragment(state, fragment)
+                reasoning = delta.get("reasoning_content")
+                if reasoning is not None and isinstance(reasoning, str):
+                    self._reasoning.setdefault(index, []).append(reasoning)
+                details = delta.get("reasoning_details")
+                if details is not None and isinstance(details, list):
+                    kept = self._reasoning_details.setdefault(index, [])
+                    kept.extend(dict(d) for d in details if isinstance(d, Mapping))
             reason = raw.get("finish_reason")
-            if isinstance(reason, str):
+            if reason is not None and isinstance(reason, str):
                 state.finish_reason = reason
             logprobs = raw.get("logprobs")
-            if isinstance(logprobs, Mapping) and isinstance(logprobs.get("content"), list):
+            if (
+                logprobs is not None
+                and isinstance(logprobs, Mapping)
+                and isinstance(logprobs.get("content"), list)
+            ):
                 state.logprobs.extend(logprobs["content"])
 
     @staticmethod
@@ -144,11 +162,15 @@ class StreamAssembler:
                 )
                 for _i, c in sorted(state.tool_calls.items())
             )
+            reasoning = self._reasoning.get(index)
+            details = self._reasoning_details.get(index)
             message = Message(
                 role=state.role,
                 content="".join(state.content) if state.saw_content or not calls else None,
                 tool_calls=calls or None,
                 refusal="".join(state.refusal) if state.saw_refusal else None,
+                reasoning_content="".join(reasoning) if reasoning is not None else None,
+                reasoning_details=tuple(details) if details else None,
             )
             logprobs = {"content": state.logprobs} if state.logprobs else None
             choices.append(
@@ -180,6 +202,10 @@ def chunks_from_response(response: ChatResponse) -> Iterator[ChatChunk]:
             delta["content"] = msg.text
         if msg.refusal is not None:
             delta["refusal"] = msg.refusal
+        if msg.reasoning_content is not None:
+            delta["reasoning_content"] = msg.reasoning_content
+        if msg.reasoning_details:
+            delta["reasoning_details"] = [dict(d) for d in msg.reasoning_details]
         if msg.tool_calls:
             delta["tool_calls"] = [
                 {
@@ -231,8 +257,11 @@ class _StreamState:
         cached: bool = False,
         request_id: str | None = None,
         secrets: Iterable[str] = (),
+        premasked: bool = False,
     ) -> None:
         self._secrets = usable_secrets(secrets)
+        #: The chunk source masks its chunks itself (the core's transports do, per event).
+        self._premasked = premasked
         first = mask_secrets(first, self._secrets)
         self._first = first
         if request_id is None and first is not None:
@@ -255,8 +284,13 @@ class _StreamState:
 
     @property
     def text(self) -> str:
-        """The first choice's text received so far (all of it once exhausted)."""
-        return self._assembler.text
+        """The first choice's text received so far (all of it once exhausted); a secret
+        that arrived split across chunks is masked here too."""
+        text = self._assembler.text
+        known = self._secrets.values
+        if known and any(secret in text for secret in known):
+            text = mask_secrets(text, self._secrets)
+        return text
 
     @property
     def time_to_first_token(self) -> float | None:
@@ -275,7 +309,7 @@ class _StreamState:
         :class:`ChatChunk` with only id, model and choices from the wire) is scanned
         directly; anything else goes through :func:`mask_secrets`."""
         known = self._secrets.values
-        if not known:
+        if not known or self._premasked:
             return chunk
         if (
             type(chunk) is ChatChunk
@@ -319,7 +353,7 @@ class _StreamState:
     def _finish_state(self) -> None:
         self._done = True
         self.finished_at = time.perf_counter()
-        self.response = self._assembler.response(
+        response = self._assembler.response(
             provider=self.provider,
             fallback_model=self.model,
             request_id=self.request_id,
@@ -327,6 +361,9 @@ class _StreamState:
             attempts=self.attempts,
             cached=self.cached,
         )
+        # chunks are masked one by one; a secret split across two of them is whole only
+        # in the assembled answer: one walk per stream masks it there
+        self.response = mask_secrets(response, self._secrets)
 
     def _closed_early(self) -> StreamError:
         return StreamError(
@@ -363,6 +400,7 @@ class ChatStream(_StreamState):
         on_error: Callable[[ChatStream, BaseException], None] | None = None,
         on_close: Callable[[ChatStream], None] | None = None,
         secrets: Iterable[str] = (),
+        premasked: bool = False,
     ) -> None:
         super().__init__(
             first,
@@ -373,6 +411,7 @@ class ChatStream(_StreamState):
             cached=cached,
             request_id=request_id,
             secrets=secrets,
+            premasked=premasked,
         )
         self._chunks = chunks
         self._on_complete = on_complete
@@ -471,6 +510,7 @@ class AsyncChatStream(_StreamState):
         on_error: Callable[[AsyncChatStream, BaseException], Awaitable[None]] | None = None,
         on_close: Callable[[AsyncChatStream], Awaitable[None]] | None = None,
         secrets: Iterable[str] = (),
+        premasked: bool = False,
     ) -> None:
         super().__init__(
             first,
@@ -481,6 +521,7 @@ class AsyncChatStream(_StreamState):
             cached=cached,
             request_id=request_id,
             secrets=secrets,
+            premasked=premasked,
         )
         # a sync iterator (a cache replay) is read as it is
         self._sync = None if hasattr(chunks, "__anext__") else iter(chunks)

@@ -615,7 +615,8 @@ async def _aexecute(
 
 
 def _resendable(msg: Message) -> Message:
-    """The assistant message as a request may carry it (no ``annotations``/``audio``)."""
+    """The assistant message as a request may carry it (no ``annotations``/``audio``; its
+    reasoning kept: a provider such as Anthropic needs it back with the tool calls)."""
     content = msg.content
     if content is None and not msg.tool_calls:
         content = ""
@@ -625,6 +626,8 @@ def _resendable(msg: Message) -> Message:
         name=msg.name,
         tool_calls=msg.tool_calls or None,
         refusal=msg.refusal,
+        reasoning_content=msg.reasoning_content,
+        reasoning_details=msg.reasoning_details,
     )
 
 

@@ -19,7 +19,7 @@ import platform
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,20 +33,15 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import DecodeError, ReadTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from chatcore import __version__
 from chatcore._deadline import call_deadline
 from chatcore._http import (
-    DEFAULT_MAX_EVENT_BYTES,
-    DEFAULT_MAX_REDIRECTS,
-    DEFAULT_MAX_RESPONSE_BYTES,
     ERROR_BODY_LIMIT,
     READ_CHUNK,
     AttemptClock,
-    ErrorMapper,
+    ChunkMasker,
     HttpCall,
     HttpResult,
-    Origin,
-    RedirectPolicy,
+    TransportBase,
     cap_total,
     declared_length,
     detached_cause,
@@ -227,55 +222,18 @@ class _Attempt:
     model: str | None
 
 
-class HttpTransport:
+class HttpTransport(TransportBase):
     """JSON over HTTP for one provider instance; thread-safe (``requests.Session`` with a
     pooled ``HTTPAdapter``). Errors are raised as :mod:`chatcore.exceptions` classes."""
 
-    def __init__(
-        self,
-        *,
-        provider: str,
-        base_url: str,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        secrets: Iterable[str] = (),
-        timeout: float = 600.0,
-        connect_timeout: float = 5.0,
-        pool_maxsize: int = 32,
-        user_agent_product: tuple[str, str] | None = None,
-        chunk_timeout: float = 60.0,
-        max_redirects: int = DEFAULT_MAX_REDIRECTS,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        error_mapper: ErrorMapper | None = None,
-    ) -> None:
-        self.provider = provider
-        self.error_mapper = error_mapper
-        self.base_url = base_url.rstrip("/")
-        self.secrets = tuple(s for s in secrets if s)
-        self.timeout = (connect_timeout, timeout)
-        self.chunk_timeout = chunk_timeout
-        self.max_response_bytes = max_response_bytes
-        self.max_event_bytes = max_event_bytes
-        self.params = dict(params or {})
-        try:
-            origin = Origin.of(self.base_url)
-        except ValueError:
-            origin = Origin("", "", 0)  # matches no URL: every redirect is refused
-        self.redirects = RedirectPolicy(origin, max_redirects)
+    def __init__(self, **options: Any) -> None:
+        """``options``: those of :class:`~chatcore._http.TransportBase`."""
+        super().__init__(**options)
         session = requests.Session()
-        adapter = _Adapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+        adapter = _Adapter(pool_connections=4, pool_maxsize=self.pool_maxsize, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        ua = f"chatcore/{__version__}"
-        if user_agent_product and user_agent_product[0]:
-            ua += f" {user_agent_product[0]}/{user_agent_product[1] or 'unknown'}"
-        ua += f" python/{_PY}"
-        session.headers.update(
-            {"User-Agent": ua, "Accept": "application/json", "Content-Type": "application/json"}
-        )
-        if headers:
-            session.headers.update(headers)
+        session.headers.update(self.default_headers)
         self.session = session
         self._templates: dict[tuple[Any, ...], requests.PreparedRequest] = {}
         self._env_settings: dict[tuple[str, str], dict[str, Any]] = {}
@@ -284,15 +242,6 @@ class HttpTransport:
     def user_agent(self) -> str:
         """The User-Agent header sent with every request."""
         return str(self.session.headers["User-Agent"])
-
-    def url(self, path: str) -> str:
-        """The absolute URL of ``path``. An absolute URL is kept only when it is on the
-        base URL's origin (:class:`~chatcore.exceptions.ConfigurationError` otherwise):
-        the credentials this transport sends never go anywhere else."""
-        if path.startswith(("http://", "https://")):
-            self.redirects.check_target(path)
-            return path
-        return f"{self.base_url}/{path.lstrip('/')}"
 
     def request(
         self,
@@ -349,7 +298,9 @@ class HttpTransport:
             )
             cause = detached_cause(exc, self.secrets)
         else:
-            return HttpResult(response.status_code, response.headers, data, elapsed, request_id)
+            return HttpResult(
+                response.status_code, response.headers, data, elapsed, request_id, raw=content
+            )
         raise error from cause
 
     def send(self, call: HttpCall, *, model: str | None = None) -> HttpResult:
@@ -386,28 +337,27 @@ class HttpTransport:
             model=model,
             on_open=opened.append,
         )
+        masker = ChunkMasker(self.secrets)
         try:
             first = True
             decode: StreamDecoder | None = None
             for event in events:
                 if decode is None:
                     decode = decoder(head_of(opened[0]))
-                for chunk in decode.feed(event):
+                for chunk in masker.event(event.data, decode.feed(event)):
                     if first:
                         first = False
-                        head = opened[0].headers
-                        chunk = attrs.evolve(chunk, request_id=request_id_from(head), headers=head)
+                        chunk = masker.first(chunk, opened[0].headers)
                     yield chunk
                 if decode.done:
                     drain(events)
                     return
             if decode is None:
                 decode = decoder(head_of(opened[0]))
-            for chunk in decode.end():
+            for chunk in masker.event(None, decode.end()):
                 if first:
                     first = False
-                    head = opened[0].headers
-                    chunk = attrs.evolve(chunk, request_id=request_id_from(head), headers=head)
+                    chunk = masker.first(chunk, opened[0].headers)
                 yield chunk
         finally:
             events.close()
@@ -640,6 +590,18 @@ class HttpTransport:
         raised as typed errors."""
         raw = response.raw
         read = raw.read1 if incremental else raw.read
+        if (
+            incremental
+            and raw.chunked
+            and raw.supports_chunked_reads()
+            and response.headers.get("content-encoding", "identity") == "identity"
+        ):
+            # a stream sent one HTTP chunk per event (as providers send them): read chunk
+            # by chunk, as requests' iter_content does, at most READ_CHUNK bytes a piece
+            # (nothing to inflate, so nothing unbounded); about half the per-event cost of
+            # read1's buffering
+            pieces = raw.read_chunked(READ_CHUNK, decode_content=False)
+            read = lambda _amount, decode_content: next(pieces, b"")  # noqa: E731
         guard = attempt.guard
         left = math.inf if size is None else size
         while left > 0:

@@ -130,8 +130,23 @@ def _plain(value: Any) -> bool:
     return kind is bool or value is None
 
 
+#: Model strings already found valid (a client uses a few; bounded all the same).
+_SPLIT: dict[str, tuple[str, str]] = {}
+
+
 def split_model(model: Any) -> tuple[str, str]:
     """Split ``"provider:model"`` at the first colon, or raise :class:`ValidationError`."""
+    if type(model) is str:
+        found = _SPLIT.get(model)
+        if found is not None:
+            return found
+    found = _split_model(model)
+    if type(model) is str and len(_SPLIT) < 1024:
+        _SPLIT[model] = found
+    return found
+
+
+def _split_model(model: Any) -> tuple[str, str]:
     if not isinstance(model, str):
         raise ValidationError(
             [("model", f"expected a string like 'openai:gpt-4o-mini', got {type(model).__name__}")]
@@ -293,6 +308,8 @@ def _may_exceed(request: ChatRequest, limit: int) -> bool:
             and m.tool_call_id is None
             and m.refusal is None
             and m.annotations is None
+            and m.reasoning_content is None
+            and m.reasoning_details is None
         ):
             total += 64 + 6 * len(content)  # the common message: role and text
         else:

@@ -372,10 +372,12 @@ _MODEL_CODES = frozenset({"model_not_found", "deployment_not_found", "Deployment
 
 
 def request_id_from(headers: Mapping[str, str]) -> str | None:
-    """The provider's request id: ``x-request-id`` (OpenAI, TGI), ``apim-request-id``
-    (Azure), or ``x-amzn-trace-id`` (Hugging Face router)."""
+    """The provider's request id: ``x-request-id`` (OpenAI, TGI), ``request-id``
+    (Anthropic), ``apim-request-id`` (Azure), or ``x-amzn-trace-id`` (Hugging Face
+    router)."""
     return (
         headers.get("x-request-id")
+        or headers.get("request-id")
         or headers.get("apim-request-id")
         or headers.get("x-amzn-trace-id")
     )

@@ -202,7 +202,14 @@ def _calls_converter(value: Any) -> Any:
 @attrs.frozen
 class Message:
     """One chat message. ``content`` is text, a tuple of parts, or ``None`` (an assistant
-    message that only carries ``tool_calls``)."""
+    message that only carries ``tool_calls``).
+
+    An assistant answer of a reasoning model may carry its reasoning: ``reasoning_content``
+    is its text (the name DeepSeek and vLLM use on the wire; Anthropic's thinking blocks
+    joined), ``reasoning_details`` the provider's own reasoning blocks as they must be sent
+    back with this message when the conversation goes on (Anthropic: ``thinking`` blocks
+    with their ``signature``, ``redacted_thinking`` blocks). Both are opaque to chatcore;
+    providers that take no reasoning back leave them out of what they send."""
 
     role: str
     content: str | tuple[ContentPart, ...] | None = attrs.field(
@@ -214,6 +221,10 @@ class Message:
     refusal: str | None = None
     annotations: tuple[Any, ...] | None = attrs.field(default=None, converter=_calls_converter)
     audio: Mapping[str, Any] | None = None
+    reasoning_content: str | None = None
+    reasoning_details: tuple[Mapping[str, Any], ...] | None = attrs.field(
+        default=None, converter=_calls_converter
+    )
 
     @property
     def text(self) -> str:
@@ -344,15 +355,59 @@ OPENAI_PASSTHROUGH_PARAMS: frozenset[str] = frozenset(
 # Responses
 
 
+def _detail_count(details: Mapping[str, Any] | None, key: str) -> int | None:
+    """``details[key]`` when it is an integer (not a bool), else ``None``."""
+    if isinstance(details, Mapping):
+        value = details.get(key)
+        if type(value) is int:
+            return value
+    return None
+
+
+def _cached_from_details(usage: Usage) -> int | None:
+    return _detail_count(usage.prompt_tokens_details, "cached_tokens")
+
+
+def _reasoning_from_details(usage: Usage) -> int | None:
+    return _detail_count(usage.completion_tokens_details, "reasoning_tokens")
+
+
 @attrs.frozen
 class Usage:
-    """Token counts; the ``*_details`` dicts are passed through as the provider sent them."""
+    """Token counts, the same for every provider.
+
+    ``prompt_tokens`` counts every input token, read from a cache or not, and
+    ``completion_tokens`` every output token, reasoning included (as OpenAI reports them);
+    ``total_tokens`` is their sum. The typed breakdown says what part of them was what;
+    ``None`` means the provider did not report it:
+
+    * ``cached_tokens``: input tokens read from the provider's prompt cache (part of
+      ``prompt_tokens``): OpenAI's ``prompt_tokens_details.cached_tokens``, Anthropic's
+      ``cache_read_input_tokens``;
+    * ``cache_creation_tokens``: input tokens written to the prompt cache (part of
+      ``prompt_tokens``; Anthropic's ``cache_creation_input_tokens``; OpenAI reports none);
+    * ``reasoning_tokens``: output tokens spent reasoning (part of ``completion_tokens``):
+      OpenAI's ``completion_tokens_details.reasoning_tokens``, Anthropic's
+      ``output_tokens_details.thinking_tokens``.
+
+    ``cached_tokens`` and ``reasoning_tokens`` default to what the ``*_details`` dicts say
+    (which are passed through as the provider sent them), so an OpenAI-shaped ``usage``
+    object fills them wherever it is decoded; ``to_dict()`` writes a typed field only when
+    the details do not already say it.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     prompt_tokens_details: Mapping[str, Any] | None = None
     completion_tokens_details: Mapping[str, Any] | None = None
+    cached_tokens: int | None = attrs.field(
+        default=attrs.Factory(_cached_from_details, takes_self=True)
+    )
+    cache_creation_tokens: int | None = None
+    reasoning_tokens: int | None = attrs.field(
+        default=attrs.Factory(_reasoning_from_details, takes_self=True)
+    )
 
 
 @attrs.frozen
@@ -436,7 +491,7 @@ class ChatResponse:
         return resp
 
 
-_FAST_MESSAGE_KEYS = frozenset({"role", "content", "refusal", "annotations"})
+_FAST_MESSAGE_KEYS = frozenset({"role", "content", "refusal", "annotations", "reasoning_content"})
 _FAST_USAGE_KEYS = frozenset(
     {
         "prompt_tokens",
@@ -488,8 +543,10 @@ def _fast_response(data: Any, provider: str, meta: Mapping[str, Any]) -> ChatRes
         if not _FAST_MESSAGE_KEYS.issuperset(message):
             return None
         role, content, refusal = message.get("role"), message.get("content"), message.get("refusal")
-        annotations = message.get("annotations")
+        annotations, reasoning = message.get("annotations"), message.get("reasoning_content")
         if type(role) is not str or not _opt_str(content) or not _opt_str(refusal):
+            return None
+        if not _opt_str(reasoning):
             return None
         if annotations is not None and type(annotations) is not list:
             return None
@@ -501,6 +558,7 @@ def _fast_response(data: Any, provider: str, meta: Mapping[str, Any]) -> ChatRes
                     content=content,
                     refusal=refusal,
                     annotations=tuple(annotations) if annotations is not None else None,
+                    reasoning_content=reasoning,
                 ),
                 finish_reason=reason,
                 logprobs=logprobs,
@@ -565,9 +623,11 @@ class ChatChunk:
         choice = self._first()
         if choice is None:
             return ""
-        delta = choice.get("delta") or {}
-        content = delta.get("content") if isinstance(delta, Mapping) else None
-        return content if isinstance(content, str) else ""
+        delta = choice.get("delta")
+        if type(delta) is not dict and not isinstance(delta, Mapping):
+            return ""
+        content = delta.get("content")
+        return content if type(content) is str or isinstance(content, str) else ""
 
     @property
     def finish_reason(self) -> str | None:
@@ -904,6 +964,8 @@ def _checked_message(message: Message, path: str) -> None:
         and message.refusal is None
         and message.annotations is None
         and message.audio is None
+        and message.reasoning_content is None
+        and message.reasoning_details is None
     ):
         return  # the common shape, already right
     try:

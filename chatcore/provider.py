@@ -25,6 +25,7 @@ from chatcore._http import (
     HttpCall,
     HttpResult,
 )
+from chatcore._images import sniff_image_type
 from chatcore._redact import redact_url, url_credentials
 from chatcore._sse import (
     OpenAIStreamDecoder,
@@ -67,6 +68,7 @@ __all__ = [
     "model_infos",
     "openai_chunks",
     "resolve_config",
+    "sniff_image_type",
     "stream_chat_completions",
     "stream_error_from_event",
 ]
@@ -230,10 +232,17 @@ class ProviderConfig:
             return default
         return value.get() if isinstance(value, Secret) else value
 
+    #: Every secret value, worked out once (read on every call, for redaction).
+    _secrets: tuple[str, ...] | None = attrs.field(default=None, init=False, repr=False, eq=False)
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for redaction."""
-        return tuple(v.get() for v in self.values.values() if isinstance(v, Secret))
+        found = self._secrets
+        if found is None:
+            found = tuple(v.get() for v in self.values.values() if isinstance(v, Secret))
+            object.__setattr__(self, "_secrets", found)
+        return found
 
     def require(self, name: str, why: str = "") -> Any:
         """The option's value, or a :class:`ConfigurationError` that says how to set it."""

@@ -1261,3 +1261,30 @@ def test_the_counting_server_counts_new_connections() -> None:
                 conn.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 assert conn.recv(12).startswith(b"HTTP/1.1 200")
         assert server.accepted == 2  # counted when accepted, before the answer
+
+
+def test_bytes_received_before_a_break_are_handed_out_before_its_error():
+    """aiohttp raises a broken body's error before handing out the bytes it holds; the
+    transport reads them first (so events sent just before a cut reach the caller) and the
+    error comes with the next read."""
+    from chatcore._atransport import _buffered
+
+    async def scenario() -> tuple[bytes, bytes, type[BaseException]]:
+        from aiohttp.base_protocol import BaseProtocol
+
+        protocol = BaseProtocol(asyncio.get_running_loop())
+        content = aiohttp.StreamReader(protocol, 2**16, loop=asyncio.get_running_loop())
+        content.feed_data(b"data: one\n\n")
+        content.set_exception(aiohttp.ClientPayloadError("cut"))
+        first = _buffered(content, 1024)
+        second = _buffered(content, 1024)
+        try:
+            await content.read(10)
+        except aiohttp.ClientPayloadError as exc:
+            return first, second, type(exc)
+        raise AssertionError("the error was lost")
+
+    first, second, error = asyncio.run(scenario())
+    assert first == b"data: one\n\n"
+    assert second == b""
+    assert error is aiohttp.ClientPayloadError

@@ -513,6 +513,8 @@ def test_the_answer_headers_and_request_id_are_kept():
     ("headers", "expected"),
     [
         ({"x-request-id": "a", "apim-request-id": "b", "x-amzn-trace-id": "c"}, "a"),
+        ({"x-request-id": "a", "request-id": "anthropic"}, "a"),
+        ({"request-id": "anthropic", "apim-request-id": "b"}, "anthropic"),
         ({"x-request-id": "", "apim-request-id": "b", "x-amzn-trace-id": "c"}, "b"),
         ({"apim-request-id": "b", "x-amzn-trace-id": "c"}, "b"),
         ({"x-amzn-trace-id": "c"}, "c"),

@@ -97,12 +97,24 @@ def test_bad_settings_are_rejected(kwargs):
 def test_known_sequence_gives_exact_numbers():
     clock = FakeClock()
     m = InMemoryMetrics(clock=clock)
-    m.record(ev("a", latency=0.1, prompt_tokens=10, completion_tokens=5))
-    m.record(ev("a", latency=0.2, prompt_tokens=20, completion_tokens=7, attempts=2))
+    m.record(ev("a", latency=0.1, prompt_tokens=10, completion_tokens=5, cached_tokens=4))
+    m.record(
+        ev(
+            "a",
+            latency=0.2,
+            prompt_tokens=20,
+            completion_tokens=7,
+            attempts=2,
+            cache_creation_tokens=6,
+            reasoning_tokens=3,
+        )
+    )
     m.record(err("a", "RateLimitError", latency=0.4, attempts=3, status_code=429))
     clock.now += 10
     m.record(err("a", "ServerError", latency=0.3, status_code=500))
-    m.record(ev("a", latency=0.0, cached=True, prompt_tokens=99, completion_tokens=99))
+    m.record(
+        ev("a", latency=0.0, cached=True, prompt_tokens=99, completion_tokens=99, cached_tokens=9)
+    )
     m.record(
         ev("b", latency=1.0, time_to_first_token=0.25, tokens_per_second=40.0, completion_tokens=8)
     )
@@ -123,7 +135,14 @@ def test_known_sequence_gives_exact_numbers():
     assert a["retries"] == 1 + 2
     assert a["cache"] == {"hits": 1, "misses": 4, "hit_rate": pytest.approx(0.2)}
     # the cache hit's tokens and latency are not the provider's
-    assert a["tokens"] == {"prompt": 30, "completion": 12, "total": 42}
+    assert a["tokens"] == {
+        "prompt": 30,
+        "completion": 12,
+        "total": 42,
+        "cached": 4,
+        "cache_creation": 6,
+        "reasoning": 3,
+    }
     lat = a["latency_seconds"]
     assert lat["count"] == 4
     assert lat["sum"] == pytest.approx(1.0)
@@ -162,7 +181,14 @@ def test_known_sequence_gives_exact_numbers():
     assert p["requests"] == 7
     assert p["errors"] == 3
     assert p["errors_by_type"] == {"RateLimitError": 1, "ServerError": 1, "unknown": 1}
-    assert p["tokens"] == {"prompt": 30, "completion": 20, "total": 50}
+    assert p["tokens"] == {
+        "prompt": 30,
+        "completion": 20,
+        "total": 50,
+        "cached": 4,
+        "cache_creation": 6,
+        "reasoning": 3,
+    }
     assert p["latency_seconds"]["count"] == 6
     assert p["availability"]["observed"] == 6
     assert p["availability"]["ratio"] == pytest.approx(3 / 6)
@@ -188,13 +214,21 @@ def test_empty_snapshot():
     assert snap["totals"]["error_rate"] == 0.0
     assert snap["totals"]["availability"]["ratio"] is None
     assert snap["totals"]["last_error"] is None
-    assert InMemoryMetrics().prometheus_text().count("# TYPE") == 12
+    assert InMemoryMetrics().prometheus_text().count("# TYPE") == 13
 
 
 def test_odd_values_never_raise():
     m = InMemoryMetrics()
     for latency in (math.nan, math.inf, -1.0, 0.0, 1e-9, 1e9):
-        m.record(ev(latency=latency, tokens_per_second=math.inf, prompt_tokens=-5))
+        m.record(
+            ev(
+                latency=latency,
+                tokens_per_second=math.inf,
+                prompt_tokens=-5,
+                cached_tokens=-5,
+                reasoning_tokens=-1,
+            )
+        )
     m.record(ev(outcome="weird"))  # anything but "ok" is a failure
     lat = m.snapshot()["totals"]["latency_seconds"]
     assert lat["count"] == 7
@@ -202,6 +236,8 @@ def test_odd_values_never_raise():
     assert lat["max"] == 1e5
     assert lat["p50"] == 0.0
     assert m.snapshot()["totals"]["tokens"]["prompt"] == 0
+    assert m.snapshot()["totals"]["tokens"]["cached"] == 0
+    assert m.snapshot()["totals"]["tokens"]["reasoning"] == 0
     assert m.snapshot()["totals"]["tokens_per_second"]["count"] == 0
     assert m.snapshot()["totals"]["errors"] == 1
 
@@ -538,6 +574,9 @@ def test_prometheus_text_parses_and_matches_the_snapshot():
                     time_to_first_token=rng.random() / 10 if i % 2 else None,
                     prompt_tokens=i,
                     completion_tokens=2 * i,
+                    cached_tokens=i // 2,
+                    cache_creation_tokens=i // 3 if i % 3 else None,
+                    reasoning_tokens=i // 4,
                 )
             )
         if i % 4 == 0:
@@ -553,6 +592,7 @@ def test_prometheus_text_parses_and_matches_the_snapshot():
         "chatcore_cache_hits_total": "counter",
         "chatcore_cache_misses_total": "counter",
         "chatcore_tokens_total": "counter",
+        "chatcore_token_details_total": "counter",
         "chatcore_request_latency_seconds": "summary",
         "chatcore_time_to_first_token_seconds": "summary",
         "chatcore_availability_ratio": "gauge",
@@ -584,6 +624,9 @@ def test_prometheus_text_parses_and_matches_the_snapshot():
             tokens = samples(families, "chatcore_tokens_total")
             assert tokens[key(**pm, kind="prompt")] == s["tokens"]["prompt"]
             assert tokens[key(**pm, kind="completion")] == s["tokens"]["completion"]
+            details = samples(families, "chatcore_token_details_total")
+            for kind in ("cached", "cache_creation", "reasoning"):
+                assert details[key(**pm, kind=kind)] == s["tokens"][kind]
             attempts = samples(families, "chatcore_attempts_total")
             assert attempts[key(**pm, outcome="ok")] == s["attempts"]["ok"]
             for quantile, name in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")):

@@ -201,3 +201,145 @@ def test_fast_decoder_takes_the_common_shape_and_declines_the_rest():
     as_bool = json.loads(json.dumps(plain))
     as_bool["usage"]["total_tokens"] = True
     assert _fast_response(as_bool, "", {}) is None
+
+
+# --- typed usage and reasoning ------------------------------------------------------------
+
+
+def test_usage_typed_fields_come_from_the_openai_details():
+    from chatcore.models import Usage
+
+    usage = Usage(
+        10,
+        5,
+        15,
+        prompt_tokens_details={"cached_tokens": 4, "audio_tokens": 0},
+        completion_tokens_details={"reasoning_tokens": 2},
+    )
+    assert (usage.cached_tokens, usage.cache_creation_tokens, usage.reasoning_tokens) == (
+        4,
+        None,
+        2,
+    )
+    # not reported, or not a count: None (a boolean is not a count)
+    assert Usage(1, 1, 2).cached_tokens is None
+    assert Usage(1, 1, 2, {"cached_tokens": True}, {"reasoning_tokens": "2"}).cached_tokens is None
+    assert (
+        Usage(1, 1, 2, {"cached_tokens": True}, {"reasoning_tokens": "2"}).reasoning_tokens is None
+    )
+
+
+@pytest.mark.parametrize("decode", ["fast", "cattrs"])
+def test_usage_details_fill_the_typed_fields_whichever_decoder(decode):
+    from chatcore.models import _fast_response, _lenient
+
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 100,
+            "completion_tokens": 50,
+            "total_tokens": 150,
+            "prompt_tokens_details": {"cached_tokens": 64},
+            "completion_tokens_details": {"reasoning_tokens": 32},
+        },
+    }
+    response = (
+        _fast_response(body, "", {})
+        if decode == "fast"
+        else _lenient().structure(body, ChatResponse)
+    )
+    assert response is not None and response.usage is not None
+    assert (response.usage.cached_tokens, response.usage.reasoning_tokens) == (64, 32)
+    assert response.usage.cache_creation_tokens is None
+    assert response.to_dict() == body  # what the details say is not written twice
+
+
+def test_usage_typed_fields_survive_the_dict_form():
+    """A provider that fills the typed fields itself (Anthropic: cache writes have no OpenAI
+    detail) keeps them through ``to_dict`` / ``from_dict`` (the response cache's form)."""
+    from chatcore.models import Usage
+
+    usage = Usage(
+        120,
+        30,
+        150,
+        prompt_tokens_details={"cached_tokens": 80},
+        cached_tokens=80,
+        cache_creation_tokens=20,
+        reasoning_tokens=12,
+    )
+    response = ChatResponse("r", "m", (), usage=usage)
+    data = response.to_dict()
+    assert data["usage"] == {
+        "prompt_tokens": 120,
+        "completion_tokens": 30,
+        "total_tokens": 150,
+        "prompt_tokens_details": {"cached_tokens": 80},
+        "cache_creation_tokens": 20,
+        "reasoning_tokens": 12,
+    }
+    assert ChatResponse.from_dict(json.loads(json.dumps(data))).usage == usage
+    # a typed field that disagrees with the details is kept as given
+    odd = Usage(1, 1, 2, {"cached_tokens": 1}, cached_tokens=None)
+    again = ChatResponse.from_dict(ChatResponse("r", "m", (), usage=odd).to_dict())
+    assert again.usage == odd and again.usage is not None and again.usage.cached_tokens is None
+
+
+def test_message_reasoning_round_trips_exactly():
+    data = {
+        "role": "assistant",
+        "content": "42",
+        "reasoning_content": "six times seven",
+        "reasoning_details": [
+            {"type": "thinking", "thinking": "six times seven", "signature": "EqQB"},
+            {"type": "redacted_thinking", "data": "opaque"},
+        ],
+    }
+    message = message_from_dict(data)
+    assert message.reasoning_content == "six times seven"
+    assert message.reasoning_details is not None and len(message.reasoning_details) == 2
+    assert message.to_dict() == data
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {**data, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+    }
+    assert ChatResponse.from_dict(body).to_dict() == body
+    plain = json.loads(json.dumps(body))
+    del plain["choices"][0]["message"]["reasoning_details"]
+    from chatcore.models import _fast_response
+
+    fast = _fast_response(plain, "", {})  # DeepSeek/vLLM's shape takes the fast path
+    assert fast is not None and fast.message is not None
+    assert fast.message.reasoning_content == "six times seven"
+    assert fast.to_dict() == plain
+
+
+def test_message_reasoning_is_checked_strictly():
+    with pytest.raises(ValidationError) as info:
+        normalize_messages(
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "x", "reasoning_details": ["not an object"]},
+                {"role": "assistant", "content": "x", "reasoning_content": 5},
+            ]
+        )
+    paths = [path for path, _ in info.value.problems]
+    assert any(p.startswith("messages[1].reasoning_details") for p in paths), paths
+    assert any(p.startswith("messages[2].reasoning_content") for p in paths), paths
+    built = Message(role="assistant", content="x", reasoning_content=5)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        normalize_messages([{"role": "user", "content": "hi"}, built])

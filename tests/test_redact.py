@@ -431,3 +431,35 @@ def test_redaction_is_linear_on_hostile_text(unit: str) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
+
+
+# --- the raw-bytes pre-check that lets the pipeline skip the masking walk ---------------
+
+
+def test_may_hold_secret_is_false_only_when_no_secret_can_be_in_the_answer():
+    from chatcore._redact import KnownSecrets, may_hold_secret
+
+    key = KnownSecrets(["sk-live-0123456789"])
+    assert may_hold_secret(b'{"text":"hello"}', {"x-request-id": "req_1"}, key) is False
+    assert may_hold_secret(b'{"text":"sk-live-0123456789"}', {}, key) is True
+    # a JSON escape can spell the key without its bytes
+    assert may_hold_secret(b'{"text":"\\u0073k-live-0123456789"}', {}, key) is True
+    assert may_hold_secret(b'{"text":"plain"}', {"x-echo": "sk-live-0123456789"}, key) is True
+    assert may_hold_secret(b'{"text":"plain"}', {}, KnownSecrets()) is False
+    # a key with a character JSON may escape as \/ could hide behind that escape
+    slashed = KnownSecrets(["abc/defghijkl"])
+    assert may_hold_secret(b'{"text":"plain"}', {}, slashed) is True
+
+
+def test_a_key_echoed_through_a_json_escape_is_masked_in_the_response(make_client, server):
+    from chatcore.testing.server import Reply
+
+    escaped = "".join(f"\\u{ord(c):04x}" for c in TEST_KEY)
+    body = (
+        '{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+        '"message":{"role":"assistant","content":"echo ' + escaped + '"},"finish_reason":"stop"}]}'
+    )
+    server.enqueue(Reply.raw(body.encode(), content_type="application/json"))
+    response = make_client().chat("wire:m", "hi")
+    assert TEST_KEY not in response.text
+    assert "echo" in response.text

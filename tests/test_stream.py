@@ -693,3 +693,51 @@ def test_rate_limiter_refuses_a_stream_past_its_deadline(make_stream_client, ser
     with pytest.raises(RateLimitExceeded):
         client.stream(MODEL, "two", timeout_total=0.2)
     assert len(server.requests) == 1
+
+
+def test_assembler_keeps_reasoning_on_the_message():
+    """``delta.reasoning_content`` pieces are joined and ``delta.reasoning_details`` items
+    kept in order, per choice; a stream without them leaves both ``None``."""
+    block = {"type": "thinking", "thinking": "Think. Then answer.", "signature": "sig"}
+
+    def chunk(delta: dict[str, Any], index: int = 0, finish: str | None = None) -> ChatChunk:
+        choice = {"index": index, "delta": delta, "finish_reason": finish}
+        return ChatChunk(id="c", model="m", choices=(choice,))
+
+    assembler = StreamAssembler()
+    for delta in (
+        {"role": "assistant", "reasoning_content": "Think. "},
+        {"reasoning_content": "Then answer."},
+        {"reasoning_details": [block, "not a block"]},
+        {"content": "Answer."},
+        {"reasoning_details": [{"type": "redacted_thinking", "data": "xyz"}]},
+    ):
+        assembler.add(chunk(delta))
+    assembler.add(chunk({"content": "other"}, index=1, finish="stop"))
+    assembler.add(chunk({}, finish="stop"))
+    first, second = assembler.response(provider="p").choices
+    assert first.message.content == "Answer."
+    assert first.message.reasoning_content == "Think. Then answer."
+    assert first.message.reasoning_details == (
+        block,
+        {"type": "redacted_thinking", "data": "xyz"},
+    )
+    assert (second.message.reasoning_content, second.message.reasoning_details) == (None, None)
+
+
+def test_a_replayed_stream_keeps_its_reasoning():
+    """A cached stream replays the reasoning the answer carried (text and signed blocks)."""
+    assembler = StreamAssembler()
+    for delta in (
+        {"role": "assistant", "reasoning_content": "let me "},
+        {"reasoning_content": "think"},
+        {"reasoning_details": [{"type": "thinking", "thinking": "let me think", "signature": "s"}]},
+        {"content": "42"},
+    ):
+        assembler.add(ChatChunk(id="c", model="m", choices=({"index": 0, "delta": delta},)))
+    response = assembler.response(provider="p")
+    assert response.choices[0].message.reasoning_content == "let me think"
+    again = StreamAssembler()
+    for replayed in chunks_from_response(response):
+        again.add(replayed)
+    assert again.response(provider="p") == response

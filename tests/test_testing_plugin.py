@@ -1,6 +1,8 @@
 """The plugin-author test kit, run as plugin authors run it (pytester): the fixtures of
-``chatcore.testing.plugin``, and ``ProviderConformance`` passing for a correct in-test
-provider and failing, check by check, for broken ones."""
+``chatcore.testing.plugin``, and ``ProviderConformance`` passing, through ``Client`` and
+``AsyncClient``, for a correct in-test provider (a 0.1 provider doing its own I/O, and a
+translate-only one) and failing, check by check, for broken ones (including providers
+that work under ``Client`` but break under ``AsyncClient``)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Generator
 
 import pytest
 
 pytest_plugins = ["pytester"]
 
-# An OpenAI-wire provider registered in code, as a plugin author would write one.
+# An OpenAI-wire provider registered in code, as a plugin author wrote one for chatcore 0.1:
+# it does its own I/O (under AsyncClient, in worker threads).
 PROVIDER = """
 import chatcore
 from chatcore.models import ChatResponse
@@ -73,6 +77,36 @@ class WireConformance:
 
     def plugin(self):
         return WirePlugin()
+"""
+
+# The same provider written to the translate-only contract (as docs/testing-plugins.md
+# shows it): it describes HTTP calls and decodes answers; the core sends them.
+TRANSLATING_PROVIDER = """
+from chatcore.provider import HttpCall
+
+
+class TranslatingProvider(Provider):
+    def __init__(self, config):
+        super().__init__(config)
+        key = config.require("api_key")
+        self.set_target(config["base_url"], headers={"Authorization": f"Bearer {key}"})
+
+    def prepare_chat(self, request):
+        return HttpCall("POST", "/chat/completions", json=request.to_openai_dict())
+
+    def parse_chat(self, request, result):
+        return ChatResponse.from_dict(
+            result.data, provider=self.name, request_id=result.request_id, headers=result.headers
+        )
+
+    def prepare_stream(self, request):
+        return HttpCall("POST", "/chat/completions", json=request.to_openai_dict(), stream=True)
+
+    def prepare_models(self):
+        return HttpCall("GET", "/models")
+
+    def parse_models(self, result):
+        return model_infos(self.name, result.data["data"])
 """
 
 FIXTURES_MODULE = """
@@ -163,6 +197,55 @@ def test_importing_the_kit_stays_light() -> None:
     assert not heavy & _modules_after("import chatcore.testing.plugin")
 
 
+def test_client_driver_runs_scenarios_with_and_without_an_event_loop() -> None:
+    import socket
+
+    from chatcore.testing.conformance import ClientDriver, network_refused, run_blocking
+
+    async def answer() -> int:
+        return 42
+
+    class Suspension:
+        def __await__(self) -> Generator[None, None, None]:
+            yield  # what an event loop would carry out
+
+    async def suspends() -> None:
+        await Suspension()
+
+    assert run_blocking(answer()) == 42
+    with pytest.raises(RuntimeError, match="needs an event loop"):
+        run_blocking(suspends())
+    with pytest.raises(ValueError, match="client kind"):
+        ClientDriver("threads", lambda *_: None)  # type: ignore[arg-type]
+
+    def order_of(kind: str) -> list[str]:
+        driver = ClientDriver(kind, lambda *_: None)  # type: ignore[arg-type]
+        seen: list[str] = []
+
+        async def step(name: str) -> str:
+            for part in ("start", "end"):
+                seen.append(f"{name} {part}")
+                await driver.pause(0.01)
+            return name
+
+        async def both() -> list[str]:
+            return await driver.gather(step("a"), step("b"))
+
+        assert driver.run(both) == ["a", "b"]
+        return seen
+
+    assert order_of("sync") == ["a start", "a end", "b start", "b end"]  # in turn
+    assert order_of("async") == ["a start", "b start", "a end", "b end"]  # at once
+
+    with network_refused() as attempts:
+        with pytest.raises(OSError, match="no network"):
+            socket.create_connection(("127.0.0.1", 9), timeout=1)
+        with pytest.raises(OSError), socket.socket() as sock:
+            sock.connect(("127.0.0.1", 9))
+    assert len(attempts) == 2
+    assert socket.getaddrinfo("127.0.0.1", 9)  # restored afterwards
+
+
 def test_fixtures(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_fixtures=FIXTURES_MODULE)
     result = pytester.runpytest_subprocess("-W", "error")
@@ -204,10 +287,41 @@ def test_conformance_passes_for_a_correct_provider(pytester: pytest.Pytester) ->
         )
     )
     result = pytester.runpytest_subprocess("-W", "error", "-rs")
-    # skipped: the entry point (registered in code) and the capabilities it does not declare
-    # 4 echoed-secret checks and 7 hostile-server checks (issue 11)
-    result.assert_outcomes(passed=51, skipped=6)
-    result.stdout.fnmatch_lines(["*uses_entry_point is False*"])
+    # 116 tests: 5 without a client (skip_checks, entry point, spec, prepare_without_io,
+    # stream_decoder_fresh), 55 checks through each of Client and AsyncClient (among them
+    # 4 echoed-secret checks and 7 hostile-server checks, issue 11, and stream_concurrent),
+    # and event_loop_free through AsyncClient only.
+    # skipped: the entry point (registered in code), the 5 capabilities it does not declare
+    # (through each client), and the translate-only checks (a 0.1 provider)
+    result.assert_outcomes(passed=103, skipped=13)
+    result.stdout.fnmatch_lines(["*uses_entry_point is False*", "*chatcore 0.1 provider*"])
+
+
+def test_conformance_passes_for_a_translate_only_provider(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_translating_conformance=PROVIDER
+        + TRANSLATING_PROVIDER
+        + textwrap.dedent(
+            """
+            from chatcore.testing.conformance import ProviderConformance
+
+            class TestTranslatingConformance(WireConformance, ProviderConformance):
+                def plugin(self):
+                    return WirePlugin(factory=TranslatingProvider)
+            """
+        )
+    )
+    outcomes = _outcomes(pytester, "-W", "error")
+    assert not outcomes["failed"]
+    # skipped: the entry point and the 5 undeclared capabilities through each client
+    assert len(outcomes["skipped"]) == 11
+    assert len(outcomes["passed"]) == 105
+    assert {
+        "TestTranslatingConformance::test_prepare_without_io",
+        "TestTranslatingConformance::test_stream_decoder_fresh",
+        "TestTranslatingConformance::test_stream_concurrent[async]",
+        "TestTranslatingConformance::test_event_loop_free[async]",
+    } <= outcomes["passed"]
 
 
 BROKEN = PROVIDER + textwrap.dedent(
@@ -286,6 +400,70 @@ BROKEN = PROVIDER + textwrap.dedent(
     """
 )
 
+# Translate-only providers that work under Client but break under AsyncClient.
+BROKEN_UNDER_ASYNC = (
+    PROVIDER
+    + TRANSLATING_PROVIDER
+    + textwrap.dedent(
+        """
+        import time
+
+        import requests
+
+        from chatcore.provider import OpenAIStreamDecoder
+        from chatcore.testing.conformance import ProviderConformance
+
+
+        class OneBreakage(WireConformance, ProviderConformance):
+            # each class shows one breakage; the cut-stream check is the correct providers'
+            # (test_conformance_passes_for_*), so a failure there is not counted twice
+            skip_checks = {"stream_without_terminator": "checked on the correct providers"}
+
+
+        class SharesItsDecoder(TranslatingProvider):
+            # one decoder, reset for each stream: right for streams read one at a time,
+            # wrong for streams read at once (the first to end ends the other)
+            _decoder = None
+
+            def stream_decoder(self, request, result):
+                if self._decoder is None:
+                    self._decoder = OpenAIStreamDecoder(provider=self.name, model=request.model)
+                self._decoder.done = False
+                return self._decoder
+
+
+        class TestSharesItsDecoder(OneBreakage):
+            def plugin(self):
+                return WirePlugin(factory=SharesItsDecoder)
+
+
+        class PreparesOverTheNetwork(TranslatingProvider):
+            def prepare_chat(self, request):
+                try:  # "refreshes a token" first, best effort: blocks an event loop
+                    requests.get("http://127.0.0.1:9/token", timeout=0.5)
+                except requests.RequestException:
+                    pass
+                return super().prepare_chat(request)
+
+
+        class TestPreparesOverTheNetwork(OneBreakage):
+            def plugin(self):
+                return WirePlugin(factory=PreparesOverTheNetwork)
+
+
+        class BlocksTheLoop(TranslatingProvider):
+            def parse_models(self, result):
+                time.sleep(1.0)  # stands for fetching the next page with a blocking call
+                return super().parse_models(result)
+
+
+        class TestBlocksTheLoop(OneBreakage):
+            def plugin(self):
+                return WirePlugin(factory=BlocksTheLoop)
+        """
+    )
+)
+
 
 def _outcomes(pytester: pytest.Pytester, *args: str) -> dict[str, set[str]]:
     """Run in a subprocess (in-process runs would share the stand-in servers, loguru's
@@ -311,37 +489,86 @@ def test_conformance_fails_for_broken_providers(pytester: pytest.Pytester) -> No
     def failed_in(cls: str) -> set[str]:
         return {name.split("::", 1)[1] for name in failed if name.startswith(cls + "::")}
 
+    def through_both(*names: str) -> set[str]:
+        """``name[sync]`` and ``name[async]``; a ``name[param]`` becomes
+        ``name[sync-param]`` and ``name[async-param]``."""
+        out = set()
+        for name in names:
+            base, _, param = name.partition("[")
+            for kind in ("sync", "async"):
+                out.add(f"{base}[{kind}-{param}" if param else f"{base}[{kind}]")
+        return out
+
     maps_nothing = failed_in("TestMapsNothing")
-    assert {f"test_error_status[{s}]" for s in (400, 401, 404, 429, 500, 503)} <= maps_nothing
-    assert {"test_quota_not_retried", "test_connection_refused", "test_read_timeout"} <= (
+    assert through_both(*(f"test_error_status[{s}]" for s in (400, 401, 404, 429, 500, 503))) <= (
         maps_nothing
     )
-    assert {"test_malformed_json", "test_redaction", "test_metrics"} <= maps_nothing
-    assert "TestMapsNothing::test_chat_round_trip" in outcomes["passed"]
+    assert through_both(
+        "test_quota_not_retried", "test_connection_refused", "test_read_timeout"
+    ) <= (maps_nothing)
+    assert through_both("test_malformed_json", "test_redaction", "test_metrics") <= maps_nothing
+    assert {
+        f"TestMapsNothing::{name}" for name in through_both("test_chat_round_trip")
+    } <= outcomes["passed"]
 
-    assert failed_in("TestWrongCapabilities") == {
+    assert failed_in("TestWrongCapabilities") == through_both(
         "test_stream",
         "test_stream_without_terminator",
         "test_stream_early_close",
         "test_stream_error_status",
+        "test_stream_concurrent",
         "test_echoed_secret_stream",
         "test_capability[models]",
         "test_capability[stream]",
         "test_hostile_stream_incremental[close]",
         "test_hostile_stream_incremental[length]",
         "test_hostile_non_sse_stream",
-    }
+    ) | {"test_event_loop_free[async]"}
 
-    assert failed_in("TestLeaksTheKey") >= {
-        "test_spec_is_well_formed",
+    assert failed_in("TestLeaksTheKey") >= {"test_spec_is_well_formed"} | through_both(
         "test_redaction",
         "test_echoed_secret_error",
         "test_echoed_secret_response",
-    }
-    assert "TestLeaksTheKey::test_error_status[404]" in outcomes["passed"]
+    )
+    assert {f"TestLeaksTheKey::{name}" for name in through_both("test_error_status[404]")} <= (
+        outcomes["passed"]
+    )
 
-    assert "test_stream_early_close" in failed_in("TestLeavesStreamsOpen")
-    assert "TestLeavesStreamsOpen::test_stream" in outcomes["passed"]
+    assert through_both("test_stream_early_close") <= failed_in("TestLeavesStreamsOpen")
+    assert {f"TestLeavesStreamsOpen::{name}" for name in through_both("test_stream")} <= (
+        outcomes["passed"]
+    )
 
     assert failed_in("TestSkips") == {"test_skip_checks_are_known"}
-    assert "TestSkips::test_stream" in outcomes["skipped"]
+    assert {f"TestSkips::{name}" for name in through_both("test_stream")} <= outcomes["skipped"]
+
+
+def test_conformance_catches_providers_that_break_only_under_async_client(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_broken_under_async=BROKEN_UNDER_ASYNC)
+    outcomes = _outcomes(pytester)
+    ran = outcomes["passed"] | outcomes["failed"]
+
+    def outcome_of(cls: str) -> tuple[set[str], set[str]]:
+        """The ``[sync]`` tests that did not pass, and the tests that failed."""
+        mine = {name.split("::", 1)[1] for name in ran if name.startswith(cls + "::")}
+        assert len(mine) > 90, f"{cls}: only {len(mine)} tests ran"
+        failed = {name.split("::", 1)[1] for name in outcomes["failed"] if name.startswith(cls)}
+        return {name for name in failed if "[sync" in name}, failed
+
+    # a decoder shared between streams: caught by the freshness check, and by two streams
+    # read at once through AsyncClient (read in turn, through Client, they decode fine)
+    sync_failed, failed = outcome_of("TestSharesItsDecoder")
+    assert not sync_failed
+    assert failed == {"test_stream_decoder_fresh", "test_stream_concurrent[async]"}
+
+    # network I/O in prepare_chat, even one whose failure is swallowed
+    sync_failed, failed = outcome_of("TestPreparesOverTheNetwork")
+    assert not sync_failed
+    assert failed == {"test_prepare_without_io"}
+
+    # blocking work in parse_models: harmless under Client, stalls AsyncClient's loop
+    sync_failed, failed = outcome_of("TestBlocksTheLoop")
+    assert not sync_failed
+    assert failed == {"test_event_loop_free[async]"}

@@ -680,3 +680,26 @@ def test_client_run_tools_method(make_client, server) -> None:
     run = make_client().run_tools("wire:m", "2+3?", [add])
     assert run.text == "5"
     assert run.calls[0].result == 5
+
+
+def test_resent_assistant_message_keeps_its_reasoning() -> None:
+    """The loop sends the assistant's message back with its reasoning (Anthropic refuses a
+    tool-use turn of a thinking model without its signed thinking block) and without what
+    requests may not carry (annotations)."""
+    from chatcore._tools import _resendable
+    from chatcore.models import FunctionCall, ToolCall
+
+    block = {"type": "thinking", "thinking": "look it up", "signature": "sig"}
+    answer = Message(
+        role="assistant",
+        content=None,
+        tool_calls=(ToolCall("t1", FunctionCall("f", "{}")),),
+        annotations=({"type": "url_citation"},),
+        reasoning_content="look it up",
+        reasoning_details=(block,),
+    )
+    resent = _resendable(answer)
+    assert resent.reasoning_content == "look it up"
+    assert resent.reasoning_details == (block,)
+    assert resent.annotations is None
+    assert resent.tool_calls == answer.tool_calls

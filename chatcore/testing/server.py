@@ -1,4 +1,5 @@
-"""A local stand-in for the OpenAI, Azure OpenAI, Hugging Face router and TGI HTTP APIs.
+"""A local stand-in for the OpenAI, Azure OpenAI, Hugging Face router, TGI and Anthropic HTTP
+APIs.
 
 :class:`StandInServer` is a small threaded HTTP/1.1 server (keep-alive, ``Content-Length`` or
 chunked framing) bound to ``127.0.0.1`` on a free port. It serves two purposes:
@@ -25,6 +26,12 @@ The ``flavor`` selects the default behaviour:
     Hugging Face text-generation-inference: ``POST /v1/chat/completions``, ``POST /generate``,
     ``POST /generate_stream``, ``POST /``, ``GET /info``, ``GET /health`` with TGI's validation
     rules and ``{"error", "error_type"}`` error bodies.
+``"anthropic"``
+    Anthropic's Messages API: ``POST /v1/messages`` (answers and event streams),
+    ``GET /v1/models``, ``GET /v1/models/{id}``; the module
+    :mod:`chatcore.testing.anthropic_server` implements it (its checks, answers and reply
+    builders are described there). Its :attr:`StandInServer.base_url` is the server's
+    root, as Anthropic's base URL has no ``/v1``.
 
 Default replies are deterministic apart from ``id``/``created``: the assistant text is
 ``"Hello from the chatcore stand-in server. You said: <last user text>"``; token counts are
@@ -81,7 +88,7 @@ __all__ = [
     "main",
 ]
 
-Flavor = Literal["openai", "azure", "tgi"]
+Flavor = Literal["openai", "azure", "tgi", "anthropic"]
 """The default behaviours the server can imitate."""
 
 HeaderInput = Mapping[str, object] | Iterable[tuple[str, object]] | None
@@ -94,6 +101,7 @@ DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "openai": ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "meta-llama/Llama-3.1-8B-Instruct"),
     "azure": ("gpt-4o-mini", "gpt-4o"),
     "tgi": ("meta-llama/Llama-3.1-8B-Instruct",),
+    "anthropic": ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-6"),
 }
 """The model list served by ``GET /v1/models`` when ``model_list`` is not given."""
 
@@ -1618,7 +1626,8 @@ def _go_duration(seconds: float) -> str:
 
 
 class StandInServer(ThreadingHTTPServer):
-    """A local OpenAI / Azure OpenAI / HF router / TGI stand-in, for tests and offline demos.
+    """A local OpenAI / Azure OpenAI / HF router / TGI / Anthropic stand-in, for tests and
+    offline demos.
 
     Example::
 
@@ -1647,7 +1656,7 @@ class StandInServer(ThreadingHTTPServer):
     ) -> None:
         """Bind to ``host:port`` (port 0 picks a free port); call :meth:`start` to serve."""
         if flavor not in DEFAULT_MODELS:
-            raise ValueError(f"unknown flavor {flavor!r}; expected openai, azure or tgi")
+            raise ValueError(f"unknown flavor {flavor!r}; expected openai, azure, tgi or anthropic")
         self.flavor: Flavor = flavor
         self.api_key = api_key
         self.model_list: tuple[str, ...] = (
@@ -1663,6 +1672,8 @@ class StandInServer(ThreadingHTTPServer):
         self._ids = itertools.count(1)
         self._served = itertools.count(1)
         self._created = int(time.time())
+        #: State a flavor keeps across requests (the anthropic flavor's prompt cache).
+        self._flavor_state: dict[str, Any] = {}
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
@@ -1714,7 +1725,10 @@ class StandInServer(ThreadingHTTPServer):
 
     @property
     def base_url(self) -> str:
-        """The OpenAI-style base URL, :attr:`url` + ``"/v1"``."""
+        """The base URL a client of this flavor is configured with: :attr:`url` + ``"/v1"``
+        (OpenAI style), or :attr:`url` itself for the anthropic flavor."""
+        if self.flavor == "anthropic":
+            return self.url
         return self.url + "/v1"
 
     def start(self) -> StandInServer:
@@ -1812,6 +1826,10 @@ class StandInServer(ThreadingHTTPServer):
     # -- auth --------------------------------------------------------------------------------
 
     def _check_auth(self, rec: RecordedRequest) -> _Out | None:
+        if self.flavor == "anthropic":
+            from chatcore.testing import anthropic_server
+
+            return anthropic_server.check_auth(self, rec)
         key = self.api_key
         if key is None:
             return None
@@ -1868,6 +1886,10 @@ class StandInServer(ThreadingHTTPServer):
         return headers
 
     def _default(self, rec: RecordedRequest) -> _Out:
+        if self.flavor == "anthropic":
+            from chatcore.testing import anthropic_server
+
+            return anthropic_server.default(self, rec)
         if self.flavor == "openai":
             return self._default_openai(rec)
         if self.flavor == "azure":
@@ -2029,6 +2051,10 @@ class StandInServer(ThreadingHTTPServer):
         return _Out(200, headers, _dumps(completion.body()))
 
     def _scripted_chat(self, reply: Reply, rec: RecordedRequest) -> _Out:
+        if self.flavor == "anthropic":
+            from chatcore.testing import anthropic_server
+
+            return anthropic_server.scripted(self, reply, rec)
         try:
             req = json.loads(rec.body)
         except ValueError:
@@ -2401,7 +2427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the stand-in server until interrupted (``python -m chatcore.testing.server``)."""
     parser = argparse.ArgumentParser(
         prog="python -m chatcore.testing.server",
-        description="Offline stand-in for the OpenAI, Azure OpenAI, HF router and TGI APIs. "
+        description="Offline stand-in for the OpenAI, Azure OpenAI, HF router, TGI and "
+        "Anthropic APIs. "
         "Replies are canned and labelled as coming from the stand-in server.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 import chatcore.exceptions
+from chatcore._metrics import TOKEN_DETAIL_KINDS, TOKEN_DETAILS_HELP
 from chatcore._redact import redact
 
 __all__ = [
@@ -183,6 +184,13 @@ class _Metrics:
             [*pm, "kind"],
             **kw,
         )
+        # a family of its own: its kinds are parts of the prompt and completion tokens
+        self.token_details = Counter(
+            "token_details_total",
+            TOKEN_DETAILS_HELP + " Cache hits excluded.",
+            [*pm, "kind"],
+            **kw,
+        )
         self.retries = Counter(
             "retries_total", "Attempts beyond the first, over all requests.", list(pm), **kw
         )
@@ -240,6 +248,8 @@ class _Metrics:
             self.attempts.labels(provider, model, outcome)
         for kind in ("prompt", "completion"):
             self.tokens.labels(provider, model, kind)
+        for kind in TOKEN_DETAIL_KINDS:
+            self.token_details.labels(provider, model, kind)
         self.retries.labels(provider, model)
         self.cache_hits.labels(provider, model)
         self.cache_misses.labels(provider, model)
@@ -273,6 +283,13 @@ class _Metrics:
         ):
             if isinstance(tokens, int) and tokens > 0:
                 self.tokens.labels(provider, model, kind).inc(tokens)
+        for kind, tokens in (
+            ("cached", getattr(event, "cached_tokens", None)),
+            ("cache_creation", getattr(event, "cache_creation_tokens", None)),
+            ("reasoning", getattr(event, "reasoning_tokens", None)),
+        ):
+            if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+                self.token_details.labels(provider, model, kind).inc(tokens)
 
 
 def _seconds(value: object) -> float | None:

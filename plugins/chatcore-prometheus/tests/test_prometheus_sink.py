@@ -287,3 +287,39 @@ def test_error_subclass_defined_later_is_kept(
     }
     assert "RateLimitExceeded" in ERROR_TYPES and "ChatcoreError" in ERROR_TYPES
     assert "PluginSpecificError" not in ERROR_TYPES  # the import-time set stays as it was
+
+
+def test_typed_token_parts_have_their_own_family(
+    registry: CollectorRegistry, parse_text: Callable[[str], Samples]
+) -> None:
+    """Cached, cache-creation and reasoning tokens are counted in
+    ``chatcore_token_details_total`` (parts of the prompt and completion tokens), so that
+    summing ``chatcore_tokens_total`` still gives the total; cache hits and odd values do
+    not count, and an event of an older core without the fields is still recorded."""
+    sink = PrometheusSink(registry=registry)
+    sink.record(
+        event(
+            prompt_tokens=100,
+            completion_tokens=40,
+            cached_tokens=60,
+            cache_creation_tokens=30,
+            reasoning_tokens=25,
+        )
+    )
+    sink.record(event(prompt_tokens=10, cached=True, cached_tokens=10))
+    sink.record(event(cached_tokens=-1, reasoning_tokens=None))
+
+    class OldEvent:
+        provider, model, outcome, kind, latency = "p", "m", "ok", "request", 0.1
+        attempts, cached, time_to_first_token = 1, False, None
+        prompt_tokens, completion_tokens, error_type = 5, 5, None
+
+    sink.record(OldEvent())
+    samples = parse_text(metrics_text(registry))
+    pm = {"provider": "p", "model": "m"}
+    details = "chatcore_token_details_total"
+    assert value(samples, details, **pm, kind="cached") == 60
+    assert value(samples, details, **pm, kind="cache_creation") == 30
+    assert value(samples, details, **pm, kind="reasoning") == 25
+    assert sum(v for (n, _), v in samples.items() if n == "chatcore_tokens_total") == 150
+    assert sink.dropped_events == 0
