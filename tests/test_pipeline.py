@@ -309,3 +309,36 @@ def test_client_health_and_endpoints(make_client, server):
     finally:
         srv.stop()
     client.close()
+
+
+def test_the_fast_response_update_equals_attrs_evolve():
+    import attrs
+
+    from chatcore._pipeline import _updated
+
+    response = chatcore.ChatResponse.from_dict(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        },
+        provider="p",
+        request_id="req_1",
+        headers={"x-request-id": "req_1"},
+    )
+    changes = {"provider": "wire", "latency": 0.25, "attempts": 2, "cached": True}
+    fast, slow = _updated(response, **changes), attrs.evolve(response, **changes)
+    assert fast == slow
+    assert fast.to_dict() == slow.to_dict()
+    assert repr(fast) == repr(slow)
+    assert (fast.headers, fast.request_id) == (slow.headers, slow.request_id)
+    assert response.latency != 0.25  # the original is untouched
