@@ -67,16 +67,13 @@ class Effect(Generic[T]):
         raise NotImplementedError
 
 
-class _WithDeadline:
-    """Runs ``func`` with the call's deadline visible to the transport."""
-
-    @staticmethod
-    def call(deadline: float | None, func: Callable[[], T]) -> T:
-        token = call_deadline.set(deadline)
-        try:
-            return func()
-        finally:
-            call_deadline.reset(token)
+def _with_deadline(deadline: float | None, func: Callable[[], T]) -> T:
+    """``func()`` with the call's deadline visible to the transport."""
+    token = call_deadline.set(deadline)
+    try:
+        return func()
+    finally:
+        call_deadline.reset(token)
 
 
 @attrs.define(slots=True)
@@ -89,7 +86,7 @@ class Send(Effect["Any"]):
     deadline: float | None
 
     def run_sync(self) -> Any:
-        return _WithDeadline.call(
+        return _with_deadline(
             self.deadline, lambda: self.transport.send(self.call, model=self.model)
         )
 
@@ -113,7 +110,7 @@ class OpenStream(Effect["tuple[ChatChunk | None, Any]"]):
 
     def run_sync(self) -> tuple[ChatChunk | None, Any]:
         chunks = self.transport.stream_chunks(self.call, model=self.model, decoder=self.decoder)
-        first = _WithDeadline.call(self.deadline, lambda: next(chunks, None))
+        first = _with_deadline(self.deadline, lambda: next(chunks, None))
         return first, chunks
 
     async def run_async(self) -> tuple[ChatChunk | None, Any]:
@@ -138,7 +135,7 @@ class Legacy(Effect["Any"]):
     deadline: float | None
 
     def run_sync(self) -> Any:
-        return _WithDeadline.call(self.deadline, self.func)
+        return _with_deadline(self.deadline, self.func)
 
     async def run_async(self) -> Any:
         import asyncio
@@ -161,7 +158,7 @@ class LegacyStream(Effect["tuple[ChatChunk | None, Any]"]):
 
     def run_sync(self) -> tuple[ChatChunk | None, Any]:
         chunks = self.provider.stream(self.request)
-        first = _WithDeadline.call(self.deadline, lambda: next(chunks, None))
+        first = _with_deadline(self.deadline, lambda: next(chunks, None))
         return first, chunks
 
     async def run_async(self) -> tuple[ChatChunk | None, Any]:
