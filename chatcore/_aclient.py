@@ -31,7 +31,7 @@ from chatcore.provider import ModelInfo, Provider
 
 if TYPE_CHECKING:
     from chatcore._atransport import AsyncHttpTransport
-    from chatcore._health import HealthChecker, HealthReport, HealthServer
+    from chatcore._health import HealthReport
     from chatcore._tools import ToolRun
 
 __all__ = ["AsyncClient", "StreamOpener"]
@@ -82,7 +82,6 @@ class AsyncClient(BaseClient):
     threads.
     """
 
-    _health: HealthChecker | None
     #: One aiohttp transport per provider, made on first use on this client's loop.
     _transports: dict[str, AsyncHttpTransport] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -188,14 +187,6 @@ class AsyncClient(BaseClient):
 
     # --- health ----------------------------------------------------------------------
 
-    def _health_checker(self) -> HealthChecker:
-        from chatcore._health import HealthChecker
-
-        with self._lock:
-            if self._health is None:
-                self._health = HealthChecker(self, ttl=self.settings.readiness_ttl)  # type: ignore[arg-type]
-            return self._health
-
     async def health(
         self, providers: Iterable[str] | None = None, refresh: bool = False
     ) -> HealthReport:
@@ -203,26 +194,6 @@ class AsyncClient(BaseClient):
         probes run in worker threads, so the event loop is never blocked)."""
         checker = self._health_checker()
         return await asyncio.to_thread(lambda: checker.readiness(providers, refresh=refresh))
-
-    def serve_health(
-        self,
-        host: str | None = None,
-        port: int | None = None,
-        *,
-        allow_non_loopback: bool = False,
-    ) -> HealthServer:
-        """Serve ``/livez``, ``/readyz`` and ``/metrics`` from a background thread, as
-        :meth:`chatcore.Client.serve_health`."""
-        from chatcore._health import HealthServer, client_metrics
-
-        server = HealthServer(
-            self._health_checker(),
-            self.settings.health_host if host is None else host,
-            self.settings.health_port if port is None else port,
-            metrics=client_metrics(self),
-            allow_non_loopback=allow_non_loopback,
-        )
-        return server.start()
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from chatcore.provider import Provider, ProviderSpec, resolve_config
 
 if TYPE_CHECKING:
     from chatcore._cache import ResponseCache
-    from chatcore._health import HealthChecker
+    from chatcore._health import HealthChecker, HealthServer
     from chatcore._pipeline import StreamContext
 
 __all__ = ["BaseClient"]
@@ -219,6 +219,36 @@ class BaseClient:
         if len(self._secret_sets) < 64:  # a few providers per client; never unbounded
             self._secret_sets[id(provider)] = (provider, secrets)
         return secrets
+
+    # --- health ----------------------------------------------------------------------
+
+    def _health_checker(self) -> HealthChecker:
+        from chatcore._health import HealthChecker
+
+        with self._lock:
+            if self._health is None:
+                self._health = HealthChecker(self, ttl=self.settings.readiness_ttl)
+            return self._health
+
+    def serve_health(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        allow_non_loopback: bool = False,
+    ) -> HealthServer:
+        """Serve ``/livez``, ``/readyz`` and ``/metrics`` from a background thread (bound
+        to 127.0.0.1 by default); returns the started server (``.url``, ``.stop()``)."""
+        from chatcore._health import HealthServer, client_metrics
+
+        server = HealthServer(
+            self._health_checker(),
+            self.settings.health_host if host is None else host,
+            self.settings.health_port if port is None else port,
+            metrics=client_metrics(self),
+            allow_non_loopback=allow_non_loopback,
+        )
+        return server.start()
 
     def _transport_of(self, provider: Provider) -> Any:
         """The transport this client sends ``provider``'s calls through."""

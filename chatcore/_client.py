@@ -28,7 +28,7 @@ from chatcore.models import ChatResponse
 from chatcore.provider import ModelInfo, Provider
 
 if TYPE_CHECKING:
-    from chatcore._health import HealthChecker, HealthReport, HealthServer
+    from chatcore._health import HealthReport
     from chatcore._tools import ToolRun
     from chatcore._transport import HttpTransport
 
@@ -43,7 +43,6 @@ class Client(BaseClient):
     the vendor's variables (``OPENAI_API_KEY``, ``HF_TOKEN``), then defaults.
     """
 
-    _health: HealthChecker | None
 
     def _transport_of(self, provider: Provider) -> HttpTransport:
         return provider.sync_transport()
@@ -105,38 +104,10 @@ class Client(BaseClient):
 
     # --- health ----------------------------------------------------------------------
 
-    def _health_checker(self) -> HealthChecker:
-        from chatcore._health import HealthChecker
-
-        with self._lock:
-            if self._health is None:
-                self._health = HealthChecker(self, ttl=self.settings.readiness_ttl)
-            return self._health
-
     def health(self, providers: Iterable[str] | None = None, refresh: bool = False) -> HealthReport:
         """Liveness and per-provider readiness (a cheap probe each, short timeout, cached
         ``readiness_ttl`` seconds); see :class:`~chatcore.HealthReport`."""
         return self._health_checker().readiness(providers, refresh=refresh)
-
-    def serve_health(
-        self,
-        host: str | None = None,
-        port: int | None = None,
-        *,
-        allow_non_loopback: bool = False,
-    ) -> HealthServer:
-        """Serve ``/livez``, ``/readyz`` and ``/metrics`` from a background thread (bound
-        to 127.0.0.1 by default); returns the started server (``.url``, ``.stop()``)."""
-        from chatcore._health import HealthServer, client_metrics
-
-        server = HealthServer(
-            self._health_checker(),
-            self.settings.health_host if host is None else host,
-            self.settings.health_port if port is None else port,
-            metrics=client_metrics(self),
-            allow_non_loopback=allow_non_loopback,
-        )
-        return server.start()
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from chatcore.exceptions import ConfigurationError, ProviderNotFoundError
 from chatcore.provider import Option, Secret
 
 if TYPE_CHECKING:
-    from chatcore._client import Client
+    from chatcore._base import BaseClient
 
 __all__ = [
     "METRICS_CONTENT_TYPE",
@@ -156,7 +156,8 @@ class HealthReport:
 
 
 class HealthChecker:
-    """Runs liveness and readiness checks for one :class:`~chatcore.Client`; thread-safe.
+    """Runs liveness and readiness checks for one :class:`~chatcore.Client` or
+    :class:`~chatcore.AsyncClient`; thread-safe.
 
     ``timeout`` bounds each provider probe (seconds); ``ttl`` is how long a probe result is
     reused (``0`` disables caching, concurrent callers still share in-flight probes);
@@ -165,7 +166,7 @@ class HealthChecker:
 
     def __init__(
         self,
-        client: Client,
+        client: BaseClient,
         *,
         timeout: float = 2.0,
         ttl: float = 10.0,
