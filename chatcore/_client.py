@@ -43,7 +43,6 @@ class Client(BaseClient):
     the vendor's variables (``OPENAI_API_KEY``, ``HF_TOKEN``), then defaults.
     """
 
-
     def _transport_of(self, provider: Provider) -> HttpTransport:
         return provider.sync_transport()
 
