@@ -19,8 +19,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/chatcore demo
 
+# -n auto: one pytest worker per core (pytest-xdist); every test is safe to run in parallel
 test: $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term
+	$(BIN)/python -m pytest -n auto --cov --cov-report=term
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -82,8 +82,9 @@ class AsyncClient(BaseClient):
     threads.
     """
 
-    #: One aiohttp transport per provider, made on first use on this client's loop.
-    _transports: dict[str, AsyncHttpTransport] | None = None
+    #: One aiohttp transport per provider instance (a route's deployment with options of
+    #: its own has an instance of its own), made on first use on this client's loop.
+    _transports: dict[int, tuple[Provider, AsyncHttpTransport]] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
     def _check_loop(self) -> None:
@@ -100,9 +101,9 @@ class AsyncClient(BaseClient):
     def _transport_of(self, provider: Provider) -> AsyncHttpTransport:
         if self._transports is None:
             self._transports = {}
-        found = self._transports.get(provider.name)
-        if found is not None:
-            return found
+        known = self._transports.get(id(provider))
+        if known is not None and known[0] is provider:
+            return known[1]
         if provider.target is None:
             raise NotImplementedError(
                 f"provider {provider.name!r} set no target (call set_target in __init__)"
@@ -116,7 +117,7 @@ class AsyncClient(BaseClient):
             params=target.params,
             **provider.transport_options(),
         )
-        self._transports[provider.name] = found
+        self._transports[id(provider)] = (provider, found)
         return found
 
     # --- calls -----------------------------------------------------------------------
@@ -201,10 +202,11 @@ class AsyncClient(BaseClient):
         """Close every provider's aiohttp session (and any blocking pools 0.1 providers
         or health probes opened)."""
         with self._lock:
-            transports = list((self._transports or {}).values())
+            transports = [t for _p, t in (self._transports or {}).values()]
             self._transports = {}
             self._loop = None  # closed: the next use may be on another loop
-            providers, self._providers = list(self._providers.values()), {}
+            providers = self._providers_in_use()
+            self._providers, self._deployment_providers = {}, {}
             self._secret_sets = {}
             health, self._health = self._health, None
         for transport in transports:

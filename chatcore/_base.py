@@ -19,6 +19,15 @@ from chatcore._metrics import InMemoryMetrics, RequestEvent
 from chatcore._plugins import PluginHost, get_plugin_host
 from chatcore._redact import KnownSecrets, usable_secrets
 from chatcore._retry import RetryPolicy
+from chatcore._routes import (
+    ROUTE,
+    CooldownStore,
+    Deployment,
+    InMemoryCooldowns,
+    Latencies,
+    Route,
+    is_cooldown_store,
+)
 from chatcore._settings import Settings, load_settings
 from chatcore._stream import chunks_from_response
 from chatcore._validate import build_request, is_number, show, split_model
@@ -55,6 +64,7 @@ class BaseClient:
         max_retry_after: float | None = None,
         max_server_hold: float | None = None,
         rate_limits: Mapping[str, Any] | None = None,
+        routes: Mapping[str, Any] | None = None,
         rate_limiter: Any = None,
         cache: Any = None,
         cache_ttl: float | None = None,
@@ -82,6 +92,7 @@ class BaseClient:
                 "max_retry_after": max_retry_after,
                 "max_server_hold": max_server_hold,
                 "rate_limits": rate_limits,
+                "routes": routes,
                 "cache": cache if isinstance(cache, bool) else None,
                 "cache_ttl": cache_ttl,
                 "cache_maxsize": cache_maxsize,
@@ -116,11 +127,23 @@ class BaseClient:
         self.retry_policy: RetryPolicy = policy
         self.retries = 0
 
+        #: Routes by name (``route:NAME``), validated.
+        self.routes: dict[str, Route] = dict(s.routes)
         self.rate_limits = dict(s.rate_limits)
+        # a deployment with limits of its own is limited under its own key
+        for route in self.routes.values():
+            for deployment in route.deployments:
+                if deployment.rate_limit is not None:
+                    self.rate_limits[deployment.limiter_provider] = deployment.rate_limit
+        limiter_settings = (
+            attrs.evolve(s, rate_limits=self.rate_limits)
+            if len(self.rate_limits) != len(s.rate_limits)
+            else s
+        )
         #: Components this client made (from hooks or defaults), which it closes.
         self._owned: list[Any] = []
         if rate_limiter is None:
-            rate_limiter = plugin_host.rate_limiter(s)
+            rate_limiter = plugin_host.rate_limiter(limiter_settings)
             if rate_limiter is not None:
                 self._owned.append(rate_limiter)
         if rate_limiter is None:
@@ -130,6 +153,13 @@ class BaseClient:
                 else NullRateLimiter()
             )
         self.rate_limiter = rate_limiter
+        #: Where routes keep cooldowns, failures and in-flight counts: the rate limiter
+        #: when it keeps them (chatcore-redis shares them between workers), else memory.
+        self.cooldowns: CooldownStore = (
+            rate_limiter if is_cooldown_store(rate_limiter) else InMemoryCooldowns()
+        )
+        self._latencies = Latencies()
+        self._deployment_providers: dict[str, Provider] = {}
 
         self.cache_ttl = s.cache_ttl
         self.cache_maxsize = s.cache_maxsize
@@ -209,6 +239,46 @@ class BaseClient:
                 self._providers[name] = found
         return found
 
+    def deployment_provider(self, deployment: Deployment) -> Provider:
+        """The provider instance that serves ``deployment``: the client's own instance of
+        its provider, or, for a deployment with options of its own (another
+        ``base_url`` or key), an instance made with them, once."""
+        if not deployment.options:
+            return self.provider(deployment.provider)
+        key = deployment.key
+        found = self._deployment_providers.get(key)
+        if found is not None:
+            return found
+        spec = self._host.provider_spec(deployment.provider)
+        with self._lock:
+            found = self._deployment_providers.get(key)
+            if found is None:
+                options = {**self._loaded.provider_options(spec), **deployment.options}
+                config = resolve_config(spec, options, self._environ)
+                found = spec.factory(config)
+                register_secrets(config.secrets)
+                self._deployment_providers[key] = found
+        return found
+
+    def route(self, name: str) -> Route:
+        """The route called ``name`` (``route:NAME``), or a :class:`ValidationError`."""
+        found = self.routes.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.routes)) or "none configured"
+            raise ValidationError(
+                [
+                    (
+                        "model",
+                        f"no route named {name!r} (routes: {known}); define it with "
+                        "Client(routes={...}) or a [routes.NAME] table in chatcore.toml",
+                    )
+                ]
+            )
+        return found
+
+    def _providers_in_use(self) -> list[Provider]:
+        return [*self._providers.values(), *self._deployment_providers.values()]
+
     def _secrets_of(self, provider: Provider) -> KnownSecrets:
         """The provider's secrets (every option declared ``secret=True``), ready to mask;
         worked out once per provider instance."""
@@ -257,50 +327,62 @@ class BaseClient:
     # --- requests ----------------------------------------------------------------------
 
     def build_request(self, model: str, messages: Any, **params: Any) -> ChatRequest:
-        """Validate and normalize a request without sending it."""
+        """Validate and normalize a request without sending it (``route:NAME`` too: the
+        request then names the route; each attempt sends it to a deployment)."""
+        return self._build(model, messages, params, stream=False)[0]
+
+    def _build(
+        self, model: str, messages: Any, params: Mapping[str, Any], *, stream: bool
+    ) -> tuple[ChatRequest, Route | None]:
         provider, model_id = split_model(model)
-        self._host.provider_spec(provider)
-        return build_request(
+        route = None
+        if provider == ROUTE:
+            route = self.route(model_id)
+        else:
+            self._host.provider_spec(provider)
+        request = build_request(
             provider,
             model_id,
             messages,
             params,
+            stream=stream,
             max_total_chars=self.max_total_chars,
             max_messages=self.settings.max_messages,
             max_request_bytes=self.settings.max_request_bytes,
         )
+        return request, route
 
     def _chat_request(
         self, model: str, messages: Any, params: dict[str, Any]
-    ) -> tuple[ChatRequest, Provider, RetryPolicy, ResponseCache | None, float | None]:
-        """Validate a chat call: the request, its provider and the per-call options."""
+    ) -> tuple[ChatRequest, Provider | Route, RetryPolicy, ResponseCache | None, float | None]:
+        """Validate a chat call: the request, its provider (or route) and the per-call
+        options."""
         policy, cache, ttl = self._call_options(params)
-        request = self.build_request(model, messages, **params)
-        return request, self.provider(request.provider), policy, cache, ttl
+        request, route = self._build(model, messages, params, stream=False)
+        target = route if route is not None else self.provider(request.provider)
+        return request, target, policy, cache, ttl
 
     def _stream_request(
         self, model: str, messages: Any, params: dict[str, Any]
-    ) -> tuple[ChatRequest, Provider, RetryPolicy, ResponseCache | None, float | None]:
-        """Validate a stream call: the request, its provider and the per-call options."""
+    ) -> tuple[ChatRequest, Provider | Route, RetryPolicy, ResponseCache | None, float | None]:
+        """Validate a stream call: the request, its provider (or route) and the per-call
+        options."""
         policy, cache, ttl = self._call_options(params)
-        provider_name, model_id = split_model(model)
-        self._host.provider_spec(provider_name)
-        request = build_request(
-            provider_name,
-            model_id,
-            messages,
-            params,
-            stream=True,
-            max_total_chars=self.max_total_chars,
-            max_messages=self.settings.max_messages,
-            max_request_bytes=self.settings.max_request_bytes,
-        )
+        request, route = self._build(model, messages, params, stream=True)
+        if route is not None:
+            for deployment in route.deployments:
+                self._check_streams(self.deployment_provider(deployment))
+            return request, route, policy, cache, ttl
         provider = self.provider(request.provider)
+        self._check_streams(provider)
+        return request, provider, policy, cache, ttl
+
+    @staticmethod
+    def _check_streams(provider: Provider) -> None:
         if "stream" not in provider.capabilities:
             raise ValidationError(
                 [("stream", f"provider {provider.name!r} does not support streaming; use chat()")]
             )
-        return request, provider, policy, cache, ttl
 
     def _stream_source(self, context: StreamContext) -> tuple[Any, Any, dict[str, Any]]:
         """What a stream object is built from: its chunks, its first chunk, and its
@@ -314,8 +396,10 @@ class BaseClient:
         if context.replay is not None:
             kwargs.update(attempts=0, cached=True, request_id=context.replay.request_id)
             return chunks_from_response(context.replay), None, kwargs
-        provider = self.provider(request.provider)
+        provider = context.provider
+        assert provider is not None
         kwargs.update(
+            deployments=context.deployments,
             attempts=context.attempts,
             secrets=self._secrets_of(provider),
             # the core's transports mask chunks per event; a 0.1 provider's are masked
@@ -387,6 +471,7 @@ class BaseClient:
         error: BaseException | None = None,
         attempts: int = 1,
         time_to_first_token: float | None = None,
+        deployment: Deployment | None = None,
     ) -> None:
         usage = response.usage if response is not None else None
         latency = time.perf_counter() - started
@@ -413,11 +498,18 @@ class BaseClient:
                 time_to_first_token=time_to_first_token,
                 tokens_per_second=tokens_per_second,
                 timestamp=time.time(),
+                route=deployment.route if deployment is not None else None,
+                deployment=deployment.key if deployment is not None else None,
             )
         )
 
     def _record_attempt(
-        self, request: ChatRequest, number: int, started: float, error: BaseException | None
+        self,
+        request: ChatRequest,
+        number: int,
+        started: float,
+        error: BaseException | None,
+        deployment: Deployment | None = None,
     ) -> None:
         self._emit(
             RequestEvent(
@@ -430,6 +522,8 @@ class BaseClient:
                 kind="attempt",
                 attempt=number,
                 timestamp=time.time(),
+                route=deployment.route if deployment is not None else None,
+                deployment=deployment.key if deployment is not None else None,
             )
         )
 

@@ -1,5 +1,5 @@
 """The ``chatcore`` command line: ``chat``, ``models``, ``plugins``, ``config``, ``health``,
-``serve-health``, ``new-plugin`` and ``demo``.
+``serve-health``, ``routes``, ``new-plugin`` and ``demo``.
 
 Errors print one clear line and exit non-zero: 2 usage, 3 configuration, 4 provider
 (API) errors and local rate-limit refusals, 5 network errors, 6 plugin errors, 70 an
@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-non-loopback", action="store_true", help="allow binding beyond 127.0.0.1"
     )
+
+    p = sub.add_parser("routes", help="list routes, their deployments and cooldowns")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--config", metavar="PATH", help="settings file (default: ./chatcore.toml)")
 
     sub.add_parser(
         "demo", help="real chats through the bundled plugins (offline: a local stand-in)"
@@ -269,6 +273,24 @@ def cmd_health(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if report.ready else 1
 
 
+def cmd_routes(args: argparse.Namespace, out: TextIO) -> int:
+    """List the routes with their deployments' cooldowns (from the cooldown store: shared
+    through chatcore-redis, else this process's own, which starts empty)."""
+    from chatcore import Client
+    from chatcore._health import render_routes, route_health
+
+    with Client(config_path=args.config) as client:
+        routes = route_health(client)
+    if args.json:
+        json.dump([r.to_dict() for r in routes], out, indent=2)
+        out.write("\n")
+    elif not routes:
+        out.write("no routes configured (add [routes.NAME] tables to chatcore.toml)\n")
+    else:
+        out.write("\n".join(render_routes(routes)) + "\n")
+    return 0
+
+
 def cmd_serve_health(args: argparse.Namespace, out: TextIO) -> int:
     """Serve the health endpoints until Ctrl-C or SIGTERM."""
     import signal
@@ -316,6 +338,7 @@ _COMMANDS = {
     "config": cmd_config,
     "health": cmd_health,
     "serve-health": cmd_serve_health,
+    "routes": cmd_routes,
     "demo": cmd_demo,
     "new-plugin": _cmd_new_plugin,
 }

@@ -113,7 +113,8 @@ class Client(BaseClient):
     def close(self) -> None:
         """Close every provider's connection pool (and the health checker's threads)."""
         with self._lock:
-            providers, self._providers = list(self._providers.values()), {}
+            providers = self._providers_in_use()
+            self._providers, self._deployment_providers = {}, {}
             self._secret_sets = {}
             health, self._health = self._health, None
         for p in providers:

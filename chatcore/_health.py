@@ -118,6 +118,85 @@ class ProviderHealth:
 
 
 @attrs.frozen
+class DeploymentHealth:
+    """One deployment of a route: its key (``route:NAME/DEPLOYMENT``), ``provider:model``,
+    the seconds of cooldown left (``None``: not cooling down) and the calls in flight (as
+    the cooldown store counts them: only routes with the ``least_busy`` strategy count)."""
+
+    key: str
+    model: str
+    cooling_for: float | None = None
+    in_flight: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "key": self.key,
+            "model": self.model,
+            "cooling_for": None if self.cooling_for is None else round(self.cooling_for, 3),
+            "in_flight": self.in_flight,
+        }
+
+
+@attrs.frozen
+class RouteHealth:
+    """A route's state: ``ok`` when none of its deployments is cooling down, ``degraded``
+    when some are, ``down`` when all are (its fallbacks may still serve); ``error`` says
+    why the cooldown store could not be read (the route's status is then ``unknown``)."""
+
+    name: str
+    status: str
+    strategy: str
+    deployments: tuple[DeploymentHealth, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "strategy": self.strategy,
+            "deployments": [d.to_dict() for d in self.deployments],
+            "fallbacks": list(self.fallbacks),
+            "error": self.error,
+        }
+
+
+def route_health(client: BaseClient) -> tuple[RouteHealth, ...]:
+    """Every route of ``client`` with its deployments' cooldowns and in-flight counts, read
+    from the client's cooldown store (no network call to the deployments)."""
+    out: list[RouteHealth] = []
+    store = client.cooldowns
+    for name, route in sorted(client.routes.items()):
+        keys = [d.key for d in route.deployments]
+        try:
+            cooling = store.cooling(keys)
+            busy = store.in_flight_counts(keys)
+        except Exception as exc:  # a broken store never breaks a health check
+            out.append(
+                RouteHealth(
+                    name,
+                    "unknown",
+                    route.strategy,
+                    fallbacks=route.fallbacks,
+                    error=_short_error(exc),
+                )
+            )
+            continue
+        deployments = tuple(
+            DeploymentHealth(
+                d.key, f"{d.provider}:{d.model}", cooling.get(d.key), busy.get(d.key, 0)
+            )
+            for d in route.deployments
+        )
+        cold = sum(1 for d in deployments if d.cooling_for is not None)
+        status = "ok" if cold == 0 else ("down" if cold == len(deployments) else "degraded")
+        out.append(RouteHealth(name, status, route.strategy, deployments, route.fallbacks))
+    return tuple(out)
+
+
+@attrs.frozen
 class HealthReport:
     """Liveness and readiness of a client, with one :class:`ProviderHealth` per provider.
 
@@ -133,6 +212,9 @@ class HealthReport:
     providers: tuple[ProviderHealth, ...] = ()
     details: Mapping[str, Any] = attrs.field(factory=dict)
     checked_at: float = attrs.field(factory=time.time)
+    #: The client's routes, with their deployments' cooldowns (a route that is ``down``
+    #: makes the report ``degraded``: its calls can only go to its fallbacks).
+    routes: tuple[RouteHealth, ...] = ()
 
     def provider(self, name: str) -> ProviderHealth | None:
         """The result for provider ``name``, or ``None`` when it was not checked."""
@@ -149,6 +231,8 @@ class HealthReport:
             "ready": self.ready,
             "providers": [p.to_dict() for p in self.providers],
         }
+        if self.routes:
+            out["routes"] = [r.to_dict() for r in self.routes]
         if verbose:
             out["details"] = json.loads(json.dumps(dict(self.details), default=str))
             out["checked_at"] = self.checked_at
@@ -278,10 +362,17 @@ class HealthChecker:
         checked = tuple(results[name] for name in names)
         any_ok = any(h.ok for h in checked)
         any_error = any(h.status == "error" for h in checked)
-        ready = live and any_ok and not any_error
+        routes = route_health(self.client) if getattr(self.client, "routes", None) else ()
+        routes_down = any(r.status == "down" for r in routes)
+        ready = live and any_ok and not any_error and not routes_down
         status: ReportStatus = "ok" if ready else ("degraded" if any_ok else "down")
         return HealthReport(
-            live=live, ready=ready, status=status, providers=checked, details=details
+            live=live,
+            ready=ready,
+            status=status,
+            providers=checked,
+            details=details,
+            routes=routes,
         )
 
     def invalidate(self, provider: str | None = None) -> None:
@@ -694,6 +785,9 @@ def render_health(report: HealthReport) -> str:
                 lines.append("  ".join("-" * w for w in widths))
     else:
         lines.append("no providers checked (none installed?)")
+    if report.routes:
+        lines.append("")
+        lines.extend(render_routes(report.routes))
     yes = {True: "yes", False: "no"}
     lines.append(f"status: {report.status} (live: {yes[report.live]}, ready: {yes[report.ready]})")
     for problem in report.details.get("config_problems", ()) or ():
@@ -702,3 +796,24 @@ def render_health(report: HealthReport) -> str:
         if isinstance(plugin, Mapping):
             lines.append(f"plugin {plugin.get('name')!r} failed to load: {plugin.get('error')}")
     return "\n".join(lines) + "\n"
+
+
+def render_routes(routes: Iterable[RouteHealth]) -> list[str]:
+    """Table lines for routes: route, deployment, model, state, calls in flight."""
+    rows = [["ROUTE", "DEPLOYMENT", "MODEL", "STATE", "IN FLIGHT"]]
+    for route in routes:
+        if route.error is not None:
+            rows.append([route.name, "-", "-", f"unknown: {route.error}", "-"])
+            continue
+        for d in route.deployments:
+            state = "ready" if d.cooling_for is None else f"cooling down {d.cooling_for:.1f}s"
+            rows.append([route.name, d.key.partition("/")[2], d.model, state, str(d.in_flight)])
+        for target in route.fallbacks:
+            rows.append([route.name, "(fallback)", target, "-", "-"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines

@@ -99,7 +99,8 @@ class RequestEvent:
     ``time.time()`` at the end (``0.0``: the sink's clock is used). ``cached_tokens`` and
     ``cache_creation_tokens`` are the parts of ``prompt_tokens`` read from and written to the
     provider's prompt cache, ``reasoning_tokens`` the part of ``completion_tokens`` spent
-    reasoning (see :class:`~chatcore.models.Usage`; ``None``: not reported).
+    reasoning (see :class:`~chatcore.models.Usage`; ``None``: not reported). ``route``
+    and ``deployment`` say which route and deployment a routed call went through.
     """
 
     provider: str
@@ -120,6 +121,10 @@ class RequestEvent:
     cached_tokens: int | None = None
     cache_creation_tokens: int | None = None
     reasoning_tokens: int | None = None
+    #: Through a route: its name, and the deployment (``route:NAME/DEPLOYMENT``) that
+    #: served the call or this attempt (``provider`` and ``model`` are the deployment's).
+    route: str | None = None
+    deployment: str | None = None
 
 
 class MetricsSink(Protocol):

@@ -20,7 +20,8 @@ import attrs
 
 from chatcore._deadline import call_deadline
 from chatcore._log import logger, logging_on
-from chatcore._redact import mask_secrets, may_hold_secret, scrub_exception
+from chatcore._redact import KnownSecrets, mask_secrets, may_hold_secret, scrub_exception
+from chatcore._routes import Deployment, Route
 from chatcore.exceptions import APIError
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from chatcore._base import BaseClient
     from chatcore._cache import ResponseCache
     from chatcore._retry import RetryPolicy
+    from chatcore._routed import RoutePlan
     from chatcore.provider import HttpCall, ModelInfo, Provider
 
 __all__ = [
@@ -298,20 +300,30 @@ def estimate_tokens(request: ChatRequest) -> int:
     return chars // 4 + 1 + out
 
 
-def _updated(response: ChatResponse, **changes: Any) -> ChatResponse:
-    """``response`` with chatcore's own call fields changed (provider, latency, attempts,
-    cached): what ``attrs.evolve`` gives, without re-running every field's converter and
-    validator (a third of a cache hit's cost). Only plain values change, so the copy is as
-    valid as the original."""
-    if type(response) is not ChatResponse:  # a subclass may validate more
-        return attrs.evolve(response, **changes)
-    new = object.__new__(ChatResponse)
-    for field in _RESPONSE_FIELDS:
-        object.__setattr__(new, field, changes.get(field, getattr(response, field)))
+def copy_fields(obj: T, **changes: Any) -> T:
+    """``obj`` (an attrs instance) with plain fields changed: what ``attrs.evolve`` gives,
+    without re-running every field's converter and validator. Only for values that are
+    already in their final form (names, numbers, the call's own fields)."""
+    kind = type(obj)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in attrs.fields(cast(Any, kind)))
+    new: T = object.__new__(kind)
+    for field in names:
+        object.__setattr__(new, field, changes.get(field, getattr(obj, field)))
     return new
 
 
-_RESPONSE_FIELDS = tuple(f.name for f in attrs.fields(ChatResponse))
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _updated(response: ChatResponse, **changes: Any) -> ChatResponse:
+    """``response`` with chatcore's own call fields changed (provider, latency, attempts,
+    cached, deployment): :func:`copy_fields` for an exact :class:`ChatResponse` (a third
+    of a cache hit's cost), ``attrs.evolve`` for a subclass, which may validate more."""
+    if type(response) is not ChatResponse:
+        return attrs.evolve(response, **changes)
+    return copy_fields(response, **changes)
 
 
 def _deadline(policy: RetryPolicy) -> float | None:
@@ -320,17 +332,63 @@ def _deadline(policy: RetryPolicy) -> float | None:
     return time.monotonic() + policy.timeout_total
 
 
+@attrs.define(slots=True)
+class Target:
+    """Where an attempt goes: the request as its provider gets it, the provider, the
+    client's transport for it and the prepared call (``None``: a 0.1 provider doing its
+    own I/O), its secrets, the rate limiter's key for it, and the route's deployment."""
+
+    request: ChatRequest
+    provider: Provider
+    transport: Any
+    call: HttpCall | None
+    secrets: KnownSecrets
+    limiter_key: str
+    deployment: Deployment | None = None
+
+
+def make_target(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider,
+    stream: bool,
+    deployment: Deployment | None = None,
+) -> Target:
+    """The :class:`Target` of ``request`` on ``provider`` (its call prepared once)."""
+    transport = core._transport_of(provider) if provider.translates else None
+    call = None
+    if transport is not None:
+        call = provider.prepare_stream(request) if stream else provider.prepare_chat(request)
+    return Target(
+        request,
+        provider,
+        transport,
+        call,
+        core._secrets_of(provider),
+        deployment.limiter_provider if deployment is not None else request.provider,
+        deployment,
+    )
+
+
 async def _cache_lookup(
-    core: BaseClient, cache: ResponseCache | None, request: ChatRequest, provider: Provider
+    core: BaseClient,
+    cache: ResponseCache | None,
+    request: ChatRequest,
+    provider: Provider | None,
 ) -> tuple[str | None, ChatResponse | None]:
+    """The cache key and the cached answer, if any. A routed request (``provider`` is
+    ``None``) is keyed by its route and request, whichever deployment answered."""
     if cache is None:
         return None, None
     from chatcore._cache import cache_key
 
     try:
-        key = cache_key(
-            request, base_url=provider.base_url, plugin_version=provider.config.spec.version
-        )
+        if provider is None:
+            key = cache_key(request, base_url=f"route:{request.model}", plugin_version="")
+        else:
+            key = cache_key(
+                request, base_url=provider.base_url, plugin_version=provider.config.spec.version
+            )
     except TypeError:  # a parameter that is not JSON: not cacheable
         return None, None
     try:
@@ -357,36 +415,41 @@ async def _cache_store(
 
 async def _attempt(
     core: BaseClient,
-    request: ChatRequest,
-    provider: Provider,
+    target: Target,
     number: int,
     deadline: float | None,
     estimate: int,
     send: Effect[Any],
     parse: Callable[[Any], T] | None = None,
+    ticket: Any = None,
 ) -> tuple[Any, T, float]:
-    """One attempt's limiter grant, ``send`` and ``parse`` of what came back; a failure
-    (a bad answer or a cancellation too) settles the grant, teaches the limiter (429s,
-    rate-limit headers) and records the attempt before it is raised. Returns
-    ``(ticket, result, started)``."""
+    """One attempt's limiter grant (unless a route took ``ticket`` already), ``send`` and
+    ``parse`` of what came back; a failure (a bad answer or a cancellation too) settles
+    the grant, teaches the limiter (429s, rate-limit headers) and records the attempt
+    before it is raised. Returns ``(ticket, result, started)``."""
     limiter = core.rate_limiter
-    max_wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-    ticket = await Component(
-        limiter, "acquire", (request.provider, request.model, estimate), {"max_wait": max_wait}
-    )
+    request = target.request
+    if ticket is None:
+        max_wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ticket = await Component(
+            limiter,
+            "acquire",
+            (target.limiter_key, request.model, estimate),
+            {"max_wait": max_wait},
+        )
     started = time.perf_counter()
     try:
         answer = await send
         return ticket, (parse(answer) if parse is not None else answer), started
     except APIError as exc:
         await Component(limiter, "reconcile", (ticket, None))
-        headers = provider.rate_limit_headers(exc.headers) if exc.headers else exc.headers
-        await Component(limiter, "observe", (request.provider, request.model, headers, exc))
-        core._record_attempt(request, number, started, exc)
+        headers = target.provider.rate_limit_headers(exc.headers) if exc.headers else exc.headers
+        await Component(limiter, "observe", (target.limiter_key, request.model, headers, exc))
+        core._record_attempt(request, number, started, exc, target.deployment)
         raise
     except BaseException as exc:
         await Component(limiter, "reconcile", (ticket, None))
-        core._record_attempt(request, number, started, exc)
+        core._record_attempt(request, number, started, exc, target.deployment)
         raise
 
 
@@ -395,9 +458,11 @@ async def _retrying(
     where: tuple[str, str],
     policy: RetryPolicy,
     attempt: Callable[[int], Coroutine[Any, Any, T]],
+    plan: RoutePlan | None = None,
 ) -> tuple[T, int]:
-    """Run ``attempt(number)`` until it succeeds or the policy says stop; a final failure
-    is raised with ``.attempts`` set. The only retry loop there is."""
+    """Run ``attempt(number)`` until it succeeds or the policy (and, through a route,
+    the route's plan) says stop; a final failure is raised with ``.attempts`` set. The
+    only retry loop there is: a route moves to another deployment inside it."""
     started = policy.clock()
     number = 0
     while True:
@@ -406,24 +471,53 @@ async def _retrying(
             return await attempt(number), number
         except APIError as exc:
             exc.attempts = number
-            delay = policy.retry_delay(number, exc, started)
+            if plan is None:
+                delay = policy.retry_delay(number, exc, started)
+            else:
+                delay = await plan.after_failure(exc, number, started)
             if delay is None:
                 raise
             core._on_retry(where, policy, number, exc, delay)
-        await Sleep(delay, policy.sleep)
+        if delay > 0:
+            await Sleep(delay, policy.sleep)
+
+
+async def _next_target(fixed: Target | None, plan: RoutePlan | None) -> tuple[Target, Any]:
+    """Where the next attempt goes, and its limiter ticket when a route took one."""
+    if plan is not None:
+        return await plan.choose()
+    assert fixed is not None
+    return fixed, None
+
+
+def _fixed_or_plan(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider | Route,
+    policy: RetryPolicy,
+    estimate: int,
+    stream: bool,
+) -> tuple[Target | None, RoutePlan | None]:
+    if isinstance(provider, Route):
+        from chatcore._routed import RoutePlan
+
+        return None, RoutePlan(core, provider, request, policy, estimate, stream=stream)
+    return make_target(core, request, provider, stream), None
 
 
 async def chat_pipeline(
     core: BaseClient,
     request: ChatRequest,
-    provider: Provider,
+    provider: Provider | Route,
     policy: RetryPolicy,
     cache: ResponseCache | None = None,
     ttl: float | None = None,
 ) -> ChatResponse:
-    """cache -> rate limit -> retry(send) -> record, for one validated request."""
+    """cache -> rate limit -> retry(send) -> record, for one validated request (to
+    ``provider``, or through a route: each attempt to the deployment it picks)."""
     started = time.perf_counter()
-    key, hit = await _cache_lookup(core, cache, request, provider)
+    direct = None if isinstance(provider, Route) else provider
+    key, hit = await _cache_lookup(core, cache, request, direct)
     if hit is not None:
         hit = _updated(
             hit,
@@ -431,47 +525,56 @@ async def chat_pipeline(
             cached=True,
             attempts=0,
             latency=time.perf_counter() - started,
+            deployment=None,
+            deployments=(),
         )
         core._record(request, started, response=hit, attempts=0)
         return hit
     deadline = _deadline(policy)
     limiter = core.rate_limiter
     estimate = estimate_tokens(request)
-    name, model = request.provider, request.model
-    transport = core._transport_of(provider) if provider.translates else None
-    call = provider.prepare_chat(request) if transport is not None else None
-
+    fixed, plan = _fixed_or_plan(core, request, provider, policy, estimate, False)
     clean: list[bool] = []
 
-    def parse(answer: Any) -> ChatResponse:
-        if call is None:  # a 0.1 provider parsed its own answer
-            return cast(ChatResponse, answer)
-        clean.clear()
-        raw = answer.raw
-        if raw is not None and not may_hold_secret(raw, answer.headers, secrets):
-            clean.append(True)  # nothing in its bytes to mask: skip the walk
-        return provider.parse_chat(request, answer)
-
-    async def attempt(number: int) -> ChatResponse:
+    async def attempt(number: int) -> tuple[ChatResponse, Target]:
+        target, ticket = await _next_target(fixed, plan)
+        call = target.call
         send: Effect[Any]
         if call is not None:
-            send = Send(transport, call, model, deadline)
+            send = Send(target.transport, call, target.request.model, deadline)
         else:
-            send = Legacy(lambda: provider.chat(request), deadline)
-        ticket, response, attempt_started = await _attempt(
-            core, request, provider, number, deadline, estimate, send, parse
-        )
+            send = Legacy(lambda: target.provider.chat(target.request), deadline)
+
+        def parse(answer: Any) -> ChatResponse:
+            if call is None:  # a 0.1 provider parsed its own answer
+                return cast(ChatResponse, answer)
+            clean.clear()
+            raw = answer.raw
+            if raw is not None and not may_hold_secret(raw, answer.headers, target.secrets):
+                clean.append(True)  # nothing in its bytes to mask: skip the walk
+            return target.provider.parse_chat(target.request, answer)
+
+        try:
+            ticket, response, attempt_started = await _attempt(
+                core, target, number, deadline, estimate, send, parse, ticket
+            )
+        finally:
+            if plan is not None:
+                await plan.release(target)
         usage = response.usage
         await Component(
             limiter, "reconcile", (ticket, usage.total_tokens if usage is not None else estimate)
         )
         headers = response.headers
         if headers:
-            headers = provider.rate_limit_headers(headers)
-        await Component(limiter, "observe", (name, model, headers))
-        core._record_attempt(request, number, attempt_started, None)
-        return response
+            headers = target.provider.rate_limit_headers(headers)
+        await Component(limiter, "observe", (target.limiter_key, target.request.model, headers))
+        core._record_attempt(target.request, number, attempt_started, None, target.deployment)
+        if plan is not None:
+            plan.succeeded(target, time.perf_counter() - attempt_started)
+        return response, target
 
+    name, model = request.provider, request.model
     if logging_on():
         logger.opt(lazy=True).debug(
             "chat {provider}:{model} request body: {body}",
@@ -479,40 +582,75 @@ async def chat_pipeline(
             model=lambda: model,
             body=lambda: request.to_openai_dict(),
         )
-    secrets = core._secrets_of(provider)
     try:
-        response, attempts = await _retrying(core, (name, model), policy, attempt)
+        (response, target), attempts = await _retrying(core, (name, model), policy, attempt, plan)
     except BaseException as exc:
-        scrub_exception(exc, secrets)
-        core._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
-        logger.warning(
-            "chat {provider}:{model} failed: {error}",
-            provider=name,
-            model=model,
-            error=f"{type(exc).__name__}: {exc}",
-            attempts=getattr(exc, "attempts", 1),
-            request_id=getattr(exc, "request_id", None),
-            status=getattr(exc, "status_code", None),
-        )
+        _failed(core, request, started, exc, fixed, plan)
         raise
     latency = time.perf_counter() - started
     # what came from the wire (headers, ids, text, raw fields) shows none of the secrets
     if not clean:
-        response = mask_secrets(response, secrets)
-    response = _updated(response, provider=name, latency=latency, attempts=attempts)
+        response = mask_secrets(response, target.secrets)
+    sent = target.request
+    if plan is None:
+        response = _updated(response, provider=name, latency=latency, attempts=attempts)
+    else:
+        response = _updated(
+            response,
+            provider=sent.provider,
+            latency=latency,
+            attempts=attempts,
+            deployment=plan.tried[-1],
+            deployments=tuple(plan.tried),
+        )
     if logging_on():
         logger.info(
             "chat {provider}:{model} ok in {latency_ms:.1f} ms",
-            provider=name,
-            model=model,
+            provider=sent.provider,
+            model=sent.model,
             latency_ms=latency * 1000,
             attempts=attempts,
             request_id=response.request_id,
             status=200,
+            deployment=response.deployment,
         )
     await _cache_store(core, cache, key, response, ttl)
-    core._record(request, started, response=response, attempts=attempts)
+    core._record(sent, started, response=response, attempts=attempts, deployment=target.deployment)
     return response
+
+
+def _failed(
+    core: BaseClient,
+    request: ChatRequest,
+    started: float,
+    exc: BaseException,
+    fixed: Target | None,
+    plan: RoutePlan | None,
+    what: str = "chat",
+) -> None:
+    """A call failed for good: mask every secret it could hold, record and log it."""
+    deployment = None
+    if plan is not None:
+        plan.scrub(exc)
+        deployment = plan.served
+        if deployment is not None:
+            request = plan.targets[deployment.key].request
+        if isinstance(exc, APIError) and plan.tried:
+            exc.deployments = tuple(plan.tried)
+    elif fixed is not None:
+        scrub_exception(exc, fixed.secrets)
+    attempts = getattr(exc, "attempts", 1)
+    core._record(request, started, error=exc, attempts=attempts, deployment=deployment)
+    logger.warning(
+        what + " {provider}:{model} failed: {error}",
+        provider=request.provider,
+        model=request.model,
+        error=f"{type(exc).__name__}: {exc}",
+        attempts=attempts,
+        request_id=getattr(exc, "request_id", None),
+        status=getattr(exc, "status_code", None),
+        deployment=deployment.key if deployment is not None else None,
+    )
 
 
 @attrs.define
@@ -534,76 +672,105 @@ class StreamContext:
     chunks: Any = None
     #: A cache hit replayed as a stream.
     replay: ChatResponse | None = None
+    #: Where the stream was opened (for a route: the deployment it picked).
+    target: Target | None = None
+    plan: RoutePlan | None = None
+
+    @property
+    def provider(self) -> Provider | None:
+        """The provider that serves the stream."""
+        return self.target.provider if self.target is not None else None
+
+    @property
+    def deployments(self) -> tuple[str, ...]:
+        """Through a route: the deployment of each attempt (the last one serves)."""
+        return tuple(self.plan.tried) if self.plan is not None else ()
 
 
 async def stream_pipeline(
     core: BaseClient,
     request: ChatRequest,
-    provider: Provider,
+    provider: Provider | Route,
     policy: RetryPolicy,
     cache: ResponseCache | None = None,
     ttl: float | None = None,
 ) -> StreamContext:
     """cache -> rate limit -> retry(open until the first chunk): the stream's context, from
-    which the client builds its (sync or async) stream object."""
+    which the client builds its (sync or async) stream object. Through a route, a stream
+    moves to another deployment only before its first chunk."""
     started = time.perf_counter()
-    key, hit = await _cache_lookup(core, cache, request, provider)
+    direct = None if isinstance(provider, Route) else provider
+    key, hit = await _cache_lookup(core, cache, request, direct)
     if hit is not None:
-        replay = attrs.evolve(hit, provider=request.provider, cached=True)
+        replay = attrs.evolve(
+            hit, provider=request.provider, cached=True, deployment=None, deployments=()
+        )
         core._record(request, started, response=replay, attempts=0)
         return StreamContext(request, started, replay=replay)
     deadline = _deadline(policy)
     limiter = core.rate_limiter
-    context = StreamContext(
-        request, started, estimate_tokens(request), cache=cache, key=key, ttl=ttl
-    )
-    name, model = request.provider, request.model
-    transport = core._transport_of(provider) if provider.translates else None
-    call = provider.prepare_stream(request) if transport is not None else None
+    estimate = estimate_tokens(request)
+    context = StreamContext(request, started, estimate, cache=cache, key=key, ttl=ttl)
+    fixed, plan = _fixed_or_plan(core, request, provider, policy, estimate, True)
+    context.plan = plan
 
     async def attempt(number: int) -> tuple[ChatChunk | None, Any]:
+        target, ticket = await _next_target(fixed, plan)
         opened: Effect[tuple[ChatChunk | None, Any]]
-        if call is not None:
+        sent = target.request
+        if target.call is not None:
             opened = OpenStream(
-                transport,
-                call,
-                model,
-                lambda head: provider.stream_decoder(request, head),
+                target.transport,
+                target.call,
+                sent.model,
+                lambda head: target.provider.stream_decoder(sent, head),
                 deadline,
             )
         else:
-            opened = LegacyStream(provider, request, deadline)
-        done: tuple[Any, tuple[ChatChunk | None, Any], float] = await _attempt(
-            core, request, provider, number, deadline, context.estimate, opened
-        )
+            opened = LegacyStream(target.provider, sent, deadline)
+        try:
+            done: tuple[Any, tuple[ChatChunk | None, Any], float] = await _attempt(
+                core, target, number, deadline, estimate, opened, None, ticket
+            )
+        except BaseException:
+            if plan is not None:
+                await plan.release(target)
+            raise
         ticket, (first, chunks), attempt_started = done
         if first is not None and first.headers:
-            headers = provider.rate_limit_headers(first.headers)
-            await Component(limiter, "observe", (name, model, headers))
-        core._record_attempt(request, number, attempt_started, None)
+            headers = target.provider.rate_limit_headers(first.headers)
+            await Component(limiter, "observe", (target.limiter_key, sent.model, headers))
+        core._record_attempt(sent, number, attempt_started, None, target.deployment)
+        if plan is not None:
+            plan.succeeded(target, time.perf_counter() - attempt_started)
         context.ticket = ticket
+        context.target = target
+        context.request = sent
         return first, chunks
 
-    secrets = core._secrets_of(provider)
     try:
         (context.first, context.chunks), context.attempts = await _retrying(
-            core, (name, model), policy, attempt
+            core, (request.provider, request.model), policy, attempt, plan
         )
     except BaseException as exc:
-        scrub_exception(exc, secrets)
-        core._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
+        _failed(core, request, started, exc, fixed, plan, "stream")
         raise
     return context
+
+
+async def _stream_ended(core: BaseClient, context: StreamContext, used: int | None) -> None:
+    """Settle the grant and free the deployment of a stream that ended."""
+    await Component(core.rate_limiter, "reconcile", (context.ticket, used))
+    if context.plan is not None and context.target is not None:
+        await context.plan.release(context.target)
 
 
 async def stream_completed(core: BaseClient, context: StreamContext, stream: Any) -> None:
     """A stream ran to its end: settle the grant with its usage, cache it, record it."""
     response = stream.response
     usage = response.usage if response is not None else None
-    await Component(
-        core.rate_limiter,
-        "reconcile",
-        (context.ticket, usage.total_tokens if usage is not None else context.estimate),
+    await _stream_ended(
+        core, context, usage.total_tokens if usage is not None else context.estimate
     )
     if response is not None and response.choices:
         await _cache_store(core, context.cache, context.key, response, context.ttl)
@@ -625,6 +792,7 @@ async def stream_completed(core: BaseClient, context: StreamContext, stream: Any
         response=response,
         attempts=context.attempts,
         time_to_first_token=stream.time_to_first_token,
+        deployment=context.target.deployment if context.target is not None else None,
     )
 
 
@@ -632,9 +800,14 @@ async def stream_failed(
     core: BaseClient, context: StreamContext, stream: Any, error: BaseException
 ) -> None:
     """A stream broke after its first chunk: charge the estimate, record the failure."""
-    await Component(core.rate_limiter, "reconcile", (context.ticket, context.estimate))
+    await _stream_ended(core, context, context.estimate)
     request = context.request
-    core._record(request, context.started, error=error, attempts=context.attempts)
+    deployment = context.target.deployment if context.target is not None else None
+    if isinstance(error, APIError) and context.plan is not None:
+        error.deployments = context.deployments
+    core._record(
+        request, context.started, error=error, attempts=context.attempts, deployment=deployment
+    )
     logger.warning(
         "stream {provider}:{model} failed after {chunks} chunks: {error}",
         provider=request.provider,
@@ -647,7 +820,7 @@ async def stream_failed(
 
 async def stream_abandoned(core: BaseClient, context: StreamContext) -> None:
     """Closed by the caller before the end: charge the estimate, record nothing."""
-    await Component(core.rate_limiter, "reconcile", (context.ticket, context.estimate))
+    await _stream_ended(core, context, context.estimate)
 
 
 async def models_pipeline(

@@ -37,6 +37,7 @@ from chatcore.exceptions import (
 )
 
 __all__ = [
+    "ROUTE",
     "STRATEGIES",
     "CooldownStore",
     "Deployment",
@@ -44,6 +45,9 @@ __all__ = [
     "Route",
     "parse_routes",
 ]
+
+#: The provider part of a routed model name: ``route:NAME``.
+ROUTE = "route"
 
 #: How a route picks a deployment for an attempt.
 STRATEGIES = ("weighted", "ordered", "least_busy", "lowest_latency")
@@ -77,11 +81,12 @@ class Deployment:
     weight: float = 1.0
     options: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
     rate_limit: RateLimit | None = None
+    #: ``route:NAME/deployment``: unique across routes; names it in the cooldown store,
+    #: responses, metrics and logs.
+    key: str = attrs.field(init=False, repr=False, eq=False)
 
-    @property
-    def key(self) -> str:
-        """``route:NAME/deployment``: unique across routes."""
-        return f"route:{self.route}/{self.name}"
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "key", f"route:{self.route}/{self.name}")
 
     @property
     def limiter_provider(self) -> str:
@@ -343,6 +348,14 @@ class CooldownStore:
     def in_flight_counts(self, keys: Sequence[str]) -> dict[str, int]:
         """Calls in flight on each key."""
         raise NotImplementedError
+
+
+_STORE_METHODS = ("cooling", "cool_down", "failed", "in_flight", "in_flight_counts")
+
+
+def is_cooldown_store(component: Any) -> bool:
+    """Whether ``component`` (a rate limiter, say) keeps cooldowns itself."""
+    return all(callable(getattr(component, name, None)) for name in _STORE_METHODS)
 
 
 class InMemoryCooldowns(CooldownStore):

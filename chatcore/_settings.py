@@ -21,6 +21,7 @@ import attrs
 
 from chatcore._limits import DEFAULT_MAX_SERVER_HOLD, MAX_SERVER_HOLD_LIMIT, RateLimit
 from chatcore._redact import MASK, redact
+from chatcore._routes import Route, parse_routes
 from chatcore.exceptions import ConfigurationError
 from chatcore.provider import ProviderSpec, Secret
 
@@ -111,6 +112,10 @@ _KEYS: dict[str, _Key] = {
     "health_port": _Key("int", "an integer from 0 to 65535", minimum=0, maximum=65535),
     "readiness_ttl": _Key("float", "a number >= 0 (0: never cache)", minimum=0),
     "providers": _Key("providers", "a mapping of provider name to a mapping of options"),
+    "routes": _Key(
+        "routes",
+        "a mapping of route name to {deployments, strategy, fallbacks, ...} (see docs/routes.md)",
+    ),
 }
 
 
@@ -150,6 +155,10 @@ def _check(name: str, value: Any) -> str | None:
         if not isinstance(value, Mapping) or not all(
             isinstance(v, RateLimit) for v in value.values()
         ):
+            return f"expected {key.allowed}"
+        return None
+    if kind == "routes":
+        if not isinstance(value, Mapping) or not all(isinstance(v, Route) for v in value.values()):
             return f"expected {key.allowed}"
         return None
     if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
@@ -222,6 +231,10 @@ class Settings:
     providers: Mapping[str, Mapping[str, Any]] = attrs.field(
         factory=dict, converter=_as_dict, validator=_validator, repr=_mask_providers
     )
+    #: Routes (``route:NAME``): validated, from arguments and ``[routes.NAME]`` tables.
+    routes: Mapping[str, Route] = attrs.field(
+        factory=dict, converter=_as_dict, validator=_validator
+    )
 
 
 #: What each profile changes from the :class:`Settings` defaults (which are ``dev``).
@@ -244,7 +257,8 @@ PROFILES: Mapping[str, Mapping[str, Any]] = {
 }
 
 _FIELDS = tuple(f.name for f in attrs.fields(Settings))
-_SETTING_NAMES = tuple(n for n in _FIELDS if n != "providers")
+#: Settings with one value and one source each (providers and routes are tables).
+_SETTING_NAMES = tuple(n for n in _FIELDS if n not in ("providers", "routes"))
 
 
 def profile_defaults(env: str) -> dict[str, Any]:
@@ -253,7 +267,7 @@ def profile_defaults(env: str) -> dict[str, Any]:
         raise ConfigurationError(
             f"env={env!r}: expected one of {', '.join(ENVIRONMENTS)}{_suggest(env, ENVIRONMENTS)}"
         )
-    defaults = {f.name: _default(f) for f in attrs.fields(Settings) if f.name != "providers"}
+    defaults = {f.name: _default(f) for f in attrs.fields(Settings) if f.name in _SETTING_NAMES}
     defaults.update(PROFILES[env])
     defaults["env"] = env
     return defaults
@@ -382,6 +396,7 @@ def load_settings(
     explicit_providers: dict[str, dict[str, Any]] = {}
     if "providers" in given:
         explicit_providers = _explicit_providers(given.pop("providers"), problems)
+    explicit_routes = given.pop("routes", None)
 
     path, document = _read_file(config_path, env_view, base, problems)
     file_label = f"file {path}"
@@ -445,6 +460,15 @@ def load_settings(
                     problems.secrets.add(secret)
 
     known_providers = {*provider_names, *file_providers, *explicit_providers}
+    routes, sources["routes"] = _load_routes(
+        explicit_routes,
+        top.get("routes"),
+        profile_table.get("routes"),
+        (file_label, profile_label),
+        set(provider_names) or None,
+        problems,
+    )
+    values["routes"] = routes
     _check_variables(env_view, known_providers, problems)
     problems.raise_if_any()
     return LoadedSettings(
@@ -566,7 +590,7 @@ def _split_file(
                 for name, item in table.items():
                     if name == "providers":
                         providers[env] = _file_providers(item, f"{label} [{where}]", problems)
-                    elif name in _SETTING_NAMES and name != "env":
+                    elif (name in _SETTING_NAMES and name != "env") or name == "routes":
                         profiles[env][name] = item
                     else:
                         names = [n for n in _FIELDS if n != "env"]
@@ -579,6 +603,41 @@ def _split_file(
         else:
             problems.add(key, value, label, _unknown(key, allowed))
     return top, profiles, providers
+
+
+def _load_routes(
+    explicit: Any,
+    file: Any,
+    profile: Any,
+    labels: tuple[str, str],
+    providers: set[str] | None,
+    problems: _Problems,
+) -> tuple[dict[str, Route], str]:
+    """The routes, validated: a route given as an argument replaces the file's route of the
+    same name, and ``[profiles.<env>.routes.NAME]`` the top-level one. Every problem is
+    added to ``problems``; secret-looking deployment options are masked in them."""
+    merged: dict[str, Any] = {}
+    source = "default"
+    for raw, label in ((file, labels[0]), (profile, labels[1]), (explicit, "argument")):
+        if raw is None:
+            continue
+        if not isinstance(raw, Mapping):
+            problems.add("routes", raw, label, f"expected {_KEYS['routes'].allowed}")
+            continue
+        merged.update(raw)
+        source = label
+    for spec in merged.values():
+        deployments = spec.get("deployments") if isinstance(spec, Mapping) else None
+        for item in deployments if isinstance(deployments, (list, tuple)) else ():
+            options = item.get("options") if isinstance(item, Mapping) else None
+            for option, value in (options or {}).items() if isinstance(options, Mapping) else ():
+                if is_secret_name(str(option)) and isinstance(value, str) and value:
+                    problems.secrets.add(value)
+    try:
+        return parse_routes(merged, providers), source
+    except ConfigurationError as exc:
+        problems.note(f"{exc} (from {source})")
+        return {}, source
 
 
 def _file_providers(value: Any, source: str, problems: _Problems) -> dict[str, dict[str, Any]]:
@@ -822,7 +881,30 @@ def describe(
         rows.append((name, _display(getattr(settings, name)), source))
     for provider, option, value, source in _provider_entries(loaded, specs):
         rows.append((f"providers.{provider}.{option}", _display(value), source))
+    for name, route in sorted(settings.routes.items()):
+        rows.append((f"routes.{name}", describe_route(route), loaded.sources.get("routes", "")))
     return rows
+
+
+def describe_route(route: Route) -> str:
+    """One line saying what a route does (no option values: they may hold keys)."""
+    parts = [f"strategy={route.strategy}"]
+    deployments = []
+    for d in route.deployments:
+        extra = [f"weight={d.weight:g}"] if d.weight != 1.0 else []
+        if d.options:
+            extra.append("options=" + ",".join(sorted(d.options)))
+        if d.rate_limit is not None:
+            extra.append("rate_limits")
+        model = f"{d.provider}:{d.model}"
+        shown = d.name if d.name == model else f"{d.name}={model}"
+        deployments.append(shown + (f" ({' '.join(extra)})" if extra else ""))
+    parts.append("deployments=[" + ", ".join(deployments) + "]")
+    for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+        targets = getattr(route, key)
+        if targets:
+            parts.append(f"{key}=[{', '.join(targets)}]")
+    return " ".join(parts)
 
 
 def render_config(
@@ -845,6 +927,10 @@ def render_config(
         for provider, option, shown, source in _provider_entries(loaded, specs):
             entry = {"value": shown, "source": source}
             data["providers"].setdefault(provider, {})[option] = entry
+        data["routes"] = {
+            name: {"value": describe_route(route), "source": loaded.sources.get("routes", "")}
+            for name, route in sorted(loaded.settings.routes.items())
+        }
         text = json_module.dumps(data, indent=2, sort_keys=False, default=str)
         return redact(text)
     rows = [("KEY", "VALUE", "SOURCE"), *describe(loaded, specs=specs)]

@@ -258,8 +258,13 @@ class _StreamState:
         request_id: str | None = None,
         secrets: Iterable[str] = (),
         premasked: bool = False,
+        deployments: tuple[str, ...] = (),
     ) -> None:
         self._secrets = usable_secrets(secrets)
+        #: Through a route: the deployment of each attempt; the last one serves.
+        self.deployments = deployments
+        #: Through a route: the deployment that serves this stream.
+        self.deployment = deployments[-1] if deployments else None
         #: The chunk source masks its chunks itself (the core's transports do, per event).
         self._premasked = premasked
         first = mask_secrets(first, self._secrets)
@@ -361,6 +366,10 @@ class _StreamState:
             attempts=self.attempts,
             cached=self.cached,
         )
+        if self.deployments:
+            response = attrs.evolve(
+                response, deployment=self.deployment, deployments=self.deployments
+            )
         # chunks are masked one by one; a secret split across two of them is whole only
         # in the assembled answer: one walk per stream masks it there
         self.response = mask_secrets(response, self._secrets)
@@ -401,6 +410,7 @@ class ChatStream(_StreamState):
         on_close: Callable[[ChatStream], None] | None = None,
         secrets: Iterable[str] = (),
         premasked: bool = False,
+        deployments: tuple[str, ...] = (),
     ) -> None:
         super().__init__(
             first,
@@ -412,6 +422,7 @@ class ChatStream(_StreamState):
             request_id=request_id,
             secrets=secrets,
             premasked=premasked,
+            deployments=deployments,
         )
         self._chunks = chunks
         self._on_complete = on_complete
@@ -511,6 +522,7 @@ class AsyncChatStream(_StreamState):
         on_close: Callable[[AsyncChatStream], Awaitable[None]] | None = None,
         secrets: Iterable[str] = (),
         premasked: bool = False,
+        deployments: tuple[str, ...] = (),
     ) -> None:
         super().__init__(
             first,
@@ -522,6 +534,7 @@ class AsyncChatStream(_StreamState):
             request_id=request_id,
             secrets=secrets,
             premasked=premasked,
+            deployments=deployments,
         )
         # a sync iterator (a cache replay) is read as it is
         self._sync = None if hasattr(chunks, "__anext__") else iter(chunks)

@@ -64,6 +64,7 @@ __all__ = [
     "ConflictError",
     "ContextWindowExceededError",
     "ModelNotFoundError",
+    "NoDeploymentAvailableError",
     "NotFoundError",
     "PermissionDeniedError",
     "PluginError",
@@ -161,6 +162,8 @@ class APIError(ChatcoreError):
     :meth:`add_secrets` masks more secrets after the fact."""
 
     _secrets: KnownSecrets = KnownSecrets()
+    #: Through a route: the deployment each attempt went to (``route:NAME/DEPLOYMENT``).
+    deployments: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -340,6 +343,12 @@ class StreamError(APIError):
     def __init__(self, message: str, *, partial_text: str = "", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.partial_text = partial_text
+
+
+class NoDeploymentAvailableError(APIError):
+    """Every deployment a route (and its fallbacks) could use is cooling down or already
+    failed this call: nothing was sent to them. ``retry_after`` is when the first
+    cooldown ends; ``__cause__`` is the last failure of this call, if any."""
 
 
 # --------------------------------------------------------------------------------------

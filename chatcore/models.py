@@ -420,10 +420,15 @@ class Choice:
     logprobs: Mapping[str, Any] | None = None
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return value if type(value) is tuple else tuple(value)
+
+
 @attrs.frozen
 class ChatResponse:
     """A completed chat. Wire fields mirror ``chat.completion``; ``provider``,
-    ``request_id``, ``latency`` (seconds), ``attempts`` and ``cached`` are chatcore's."""
+    ``request_id``, ``latency`` (seconds), ``attempts``, ``cached``, ``deployment`` and
+    ``deployments`` are chatcore's."""
 
     id: str
     model: str
@@ -441,6 +446,12 @@ class ChatResponse:
     headers: Mapping[str, str] | None = attrs.field(
         default=None, kw_only=True, eq=False, repr=False
     )
+    #: Through a route (``route:NAME``): the deployment that answered
+    #: (``route:NAME/DEPLOYMENT``); ``None`` for a direct call or a cache hit.
+    deployment: str | None = attrs.field(default=None, kw_only=True)
+    #: Through a route: the deployment each attempt went to, in order (the last one
+    #: answered); empty for a direct call or a cache hit.
+    deployments: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_names)
     #: With ``chat(..., response_model=X)``: the answer structured as an ``X``.
     parsed: Any = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
@@ -756,6 +767,8 @@ _NEVER_EMIT: dict[type[Any], tuple[str, ...]] = {
         "cached",
         "headers",
         "parsed",
+        "deployment",
+        "deployments",
     ),
     ChatChunk: ("provider", "request_id", "headers"),
 }

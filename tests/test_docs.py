@@ -489,7 +489,7 @@ def _left_open(page: str, namespace: dict[str, Any]) -> list[str]:
     problems = []
     for name, value in namespace.items():
         if isinstance(value, chatcore.AsyncClient):
-            sessions = [t for t in (value._transports or {}).values() if t._session is not None]
+            sessions = [t for _p, t in (value._transports or {}).values() if t._session is not None]
             if sessions:
                 problems.append(
                     f"docs/{page}: the AsyncClient {name!r} is left open; "
@@ -552,7 +552,7 @@ def _close_async(client: Any) -> bool:
     session was left open."""
     import asyncio
 
-    transports = list((client._transports or {}).values())
+    transports = [t for _p, t in (client._transports or {}).values()]
     client._transports, client._loop = {}, None
     left = False
     for transport in transports:

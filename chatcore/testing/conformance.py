@@ -1627,22 +1627,23 @@ class ProviderConformance:
         assert len(followed) == seen - 1, logs.lines
 
     def test_hostile_slow_drip(self, conformance_driver: ClientDriver) -> None:
-        """A valid answer dripped a byte every 0.5 s (head included) cannot outlast
-        ``timeout_total``: the call fails with APITimeoutError within a few seconds."""
+        """A valid answer dripped a byte every 0.1 s (head included), each byte well within
+        the read timeout (0.5 s), cannot outlast ``timeout_total`` (0.8 s): the call fails
+        with APITimeoutError within a few seconds."""
         self.check("hostile_slow_drip")
 
         async def scenario(client: ConformanceClient) -> APITimeoutError:
             with pytest.raises(APITimeoutError) as info:
-                await client.chat(self.target, self.prompt, timeout_total=3)
+                await client.chat(self.target, self.prompt, timeout_total=0.8)
             return info.value
 
-        for answer in (Hostile.drip(interval=0.5), Hostile.drip(interval=0.5, head=True)):
+        for answer in (Hostile.drip(interval=0.1), Hostile.drip(interval=0.1, head=True)):
             with HostileServer(default=answer) as server:
-                client = conformance_driver.make(server, timeout=2, chunk_timeout=2)
+                client = conformance_driver.make(server, timeout=0.5, chunk_timeout=0.5)
                 started = time.monotonic()
                 error = conformance_driver.run(scenario, client)
                 waited = time.monotonic() - started
-            assert waited < 8, f"timeout_total=3 held the call for {waited:.1f} s"
+            assert waited < 4, f"timeout_total=0.8 held the call for {waited:.1f} s"
             assert error.provider == self.provider_name
 
     def test_hostile_oversized_answer(self, conformance_driver: ClientDriver) -> None:
@@ -1672,7 +1673,7 @@ class ProviderConformance:
         """An event stream without chunked encoding is delivered event by event: the
         first chunk arrives while the server still holds back the rest."""
         self.check("hostile_stream_incremental")
-        answer = Hostile.staged_stream(framing=framing, wait=20)  # type: ignore[arg-type]
+        answer = Hostile.staged_stream(framing=framing, wait=5)  # type: ignore[arg-type]
         with HostileServer(default=answer) as server:
             client = conformance_driver.make(server, chunk_timeout=30)
             self.require_stream(client)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -54,6 +54,7 @@ from chatcore_redis._config import (
     connect,
     url_password,
 )
+from chatcore_redis._cooldowns import RedisCooldowns
 from chatcore_redis._io import Command, Driver, Flow, Local, LuaScript, Pause
 
 __all__ = ["ACQUIRE_LUA", "ADJUST_LUA", "HOLD_LUA", "RedisRateLimiter", "RedisTicket"]
@@ -277,6 +278,8 @@ class RedisRateLimiter:
                 self._tokens[key] = _BucketSpec(
                     self._key(provider, "tok", key), limit.tpm / 60.0, capacity
                 )
+        #: Route cooldowns, failure and in-flight counts, shared like the buckets.
+        self.routes = RedisCooldowns(self._io, prefix, self._guard)
         self._counters = threading.Lock()
         #: Grants that had to wait, and the seconds they waited (like the in-memory one).
         self.waits = 0
@@ -354,6 +357,48 @@ class RedisRateLimiter:
     ) -> None:
         """:meth:`observe` for the async client."""
         await self._io.arun(self._observe_flow(provider, model, headers, error))
+
+    # --- route cooldowns (chatcore's CooldownStore), shared by every worker ----------
+
+    def cooling(self, keys: Sequence[str]) -> dict[str, float]:
+        """Seconds of cooldown left for each deployment key that is cooling down."""
+        return self._io.run(self.routes.cooling_flow(keys))
+
+    async def acooling(self, keys: Sequence[str]) -> dict[str, float]:
+        """:meth:`cooling` for the async client."""
+        return await self._io.arun(self.routes.cooling_flow(keys))
+
+    def cool_down(self, key: str, seconds: float) -> None:
+        """Cool deployment ``key`` down for ``seconds`` (never shortens a cooldown)."""
+        self._io.run(self.routes.cool_down_flow(key, seconds))
+
+    async def acool_down(self, key: str, seconds: float) -> None:
+        """:meth:`cool_down` for the async client."""
+        await self._io.arun(self.routes.cool_down_flow(key, seconds))
+
+    def failed(self, key: str, window: float) -> int:
+        """Count one failure of deployment ``key``; the failures within ``window``."""
+        return self._io.run(self.routes.failed_flow(key, window))
+
+    async def afailed(self, key: str, window: float) -> int:
+        """:meth:`failed` for the async client."""
+        return await self._io.arun(self.routes.failed_flow(key, window))
+
+    def in_flight(self, key: str, delta: int) -> int:
+        """Change the calls in flight on deployment ``key`` by ``delta``; the new count."""
+        return self._io.run(self.routes.in_flight_flow(key, delta))
+
+    async def ain_flight(self, key: str, delta: int) -> int:
+        """:meth:`in_flight` for the async client."""
+        return await self._io.arun(self.routes.in_flight_flow(key, delta))
+
+    def in_flight_counts(self, keys: Sequence[str]) -> dict[str, int]:
+        """The calls in flight on each deployment key."""
+        return self._io.run(self.routes.in_flight_counts_flow(keys))
+
+    async def ain_flight_counts(self, keys: Sequence[str]) -> dict[str, int]:
+        """:meth:`in_flight_counts` for the async client."""
+        return await self._io.arun(self.routes.in_flight_counts_flow(keys))
 
     # --- the flows (see chatcore_redis._io): the logic, written once -----------------
 

@@ -239,3 +239,27 @@ def cache_worker(redis_url: str, prefix: str, base_url: str, text: str, results:
     finally:
         client.close()
         cache.close()
+
+
+def route_worker(
+    redis_url: str, prefix: str, routes: dict[str, Any], calls: int, results: Any
+) -> None:
+    """Build a Client whose routes keep cooldowns in Redis (a RedisRateLimiter), make
+    ``calls`` calls to ``route:main`` and put the deployment of each (or the error) on
+    ``results``."""
+    from chatcore_redis import RedisRateLimiter
+
+    limiter = RedisRateLimiter(redis_url, prefix=prefix)
+    host = PluginHost(load_entry_points=False, plugins=[WirePlugin()], environ={})
+    served: list[str] = []
+    try:
+        with chatcore.Client(
+            plugin_host=host, environ={}, routes=routes, rate_limiter=limiter
+        ) as client:
+            for _ in range(calls):
+                served.append(str(client.chat("route:main", "hello").deployment))
+        results.put(served)
+    except Exception as exc:  # reported to the test, which fails with it
+        results.put([f"error: {type(exc).__name__}: {exc}"])
+    finally:
+        limiter.close()
