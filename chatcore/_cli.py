@@ -1,5 +1,8 @@
-"""The ``chatcore`` command line: ``chat``, ``models``, ``plugins``, ``config``, ``health``,
-``serve-health``, ``new-plugin`` and ``demo``.
+"""The ``chatcore`` command line: ``chat``, ``logs``, ``models``, ``aliases``, ``keys``,
+``plugins``, ``config``, ``health``, ``serve-health``, ``new-plugin`` and ``demo``.
+``chat`` lives in :mod:`chatcore._cli_chat`; the commands that keep state in the user
+directory (keys, aliases, the default model, the conversation log) in
+:mod:`chatcore._cli_user`.
 
 Errors print one clear line and exit non-zero: 2 usage, 3 configuration, 4 provider
 (API) errors and local rate-limit refusals, 5 network errors, 6 plugin errors, 70 an

@@ -68,7 +68,9 @@ def env(tmp_path):
     return base
 
 
-def run(args, env, input=None):
+def run(args, env, input=""):
+    # stdin is always given: a prompt is combined with piped stdin, which must not be the
+    # test runner's own
     return subprocess.run(
         [sys.executable, "-m", "chatcore._cli", *args],
         capture_output=True,
