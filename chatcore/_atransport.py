@@ -70,6 +70,7 @@ from chatcore.exceptions import (
     ResponseDecodeError,
     ResponseTooLargeError,
     StreamError,
+    describe_connection_failure,
     request_id_from,
 )
 from chatcore.models import ChatChunk
@@ -708,8 +709,9 @@ class AsyncHttpTransport(TransportBase):
                 secrets=self.secrets,
             )
         else:
+            plain = describe_connection_failure(exc)
             error = APIConnectionError(
-                f"connection failed ({kind}): {exc}",
+                f"connection failed: {plain}" if plain else f"connection failed ({kind}): {exc}",
                 provider=self.provider,
                 model=attempt.model,
                 secrets=self.secrets,

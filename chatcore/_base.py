@@ -31,7 +31,7 @@ from chatcore._routes import (
 from chatcore._settings import Settings, load_settings
 from chatcore._stream import chunks_from_response
 from chatcore._validate import build_request, is_number, show, split_model
-from chatcore.exceptions import ConfigurationError, ValidationError
+from chatcore.exceptions import ConfigurationError, ValidationError, provider_hint
 from chatcore.models import ChatRequest, ChatResponse
 from chatcore.provider import Provider, ProviderSpec, resolve_config
 
@@ -553,16 +553,9 @@ def _check_providers_installed(
     unknown = sorted(set(configured) - set(installed))
     if not unknown:
         return
-    import difflib
-
     problems = []
     for name in unknown:
-        close = difflib.get_close_matches(name, list(installed), n=1)
-        hint = (
-            f"did you mean {close[0]!r}?"
-            if close
-            else f"install its plugin (`pip install chatcore-{name}`)"
-        )
+        hint = provider_hint(name, installed)
         problems.append(f"providers[{name!r}]: no such provider is installed; {hint}")
     listed = ", ".join(sorted(installed)) or "none"
     raise ConfigurationError("; ".join(problems) + f" (installed providers: {listed})")

@@ -1,5 +1,8 @@
-"""The ``chatcore`` command line: ``chat``, ``models``, ``plugins``, ``config``, ``health``,
-``serve-health``, ``routes``, ``new-plugin`` and ``demo``.
+"""The ``chatcore`` command line: ``chat``, ``logs``, ``models``, ``aliases``, ``keys``,
+``plugins``, ``config``, ``health``, ``serve-health``, ``routes``, ``new-plugin`` and
+``demo``. ``chat`` lives in :mod:`chatcore._cli_chat`; the commands that keep state in the
+user directory (keys, aliases, the default model, the conversation log) in
+:mod:`chatcore._cli_user`.
 
 Errors print one clear line and exit non-zero: 2 usage, 3 configuration, 4 provider
 (API) errors and local rate-limit refusals, 5 network errors, 6 plugin errors, 70 an
@@ -14,7 +17,9 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
+
+from chatcore.exceptions import ConfigurationError, ValidationError
 
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
@@ -28,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     from chatcore import __version__
 
     parser = argparse.ArgumentParser(
-        prog="chatcore", description="Call chat LLM providers through installed chatcore plugins."
+        prog="chatcore",
+        description="Call chat LLM providers through installed chatcore plugins.",
+        allow_abbrev=False,  # `chat --log` is not an abbreviation of --log-level
     )
     parser.add_argument("--version", action="version", version=f"chatcore {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -43,28 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list installed plugins and their providers")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = sub.add_parser("models", help="list the models a provider serves")
-    p.add_argument("provider", help="provider name, e.g. openai")
+    p = sub.add_parser("models", help="list a provider's models, or set the default model")
+    p.add_argument("provider", help="provider name, e.g. openai; or 'default'")
+    p.add_argument("value", nargs="?", help="with 'default': the model to use when -m is not given")
+    p.add_argument("--unset", action="store_true", help="with 'default': remove the default")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("chat", help="send one chat message")
-    p.add_argument("prompt", nargs="?", help="the prompt (read from stdin when omitted)")
-    p.add_argument("-m", "--model", required=True, help="provider:model, e.g. openai:gpt-4o-mini")
-    p.add_argument("-s", "--system", help="a system message")
-    p.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a request parameter (value parsed as JSON when possible), repeatable",
-    )
-    p.add_argument("--json", action="store_true", help="print the whole response as JSON")
+    from chatcore._cli_chat import add_chat_parser
+    from chatcore._cli_user import add_user_parsers
 
-    p.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
-    p.add_argument(
-        "-i", "--interactive", action="store_true", help="a multi-turn session with history"
-    )
+    add_chat_parser(sub)
+    add_user_parsers(sub)
 
     p = sub.add_parser("config", help="show the effective settings and where each comes from")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -130,8 +126,15 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
-    """Print the models of one provider."""
+    """Print the models of one provider (``models default``: the default model)."""
     from chatcore import Client
+
+    if args.provider == "default":
+        from chatcore._cli_user import default_model
+
+        return default_model(args, out)
+    if args.value is not None or args.unset:
+        raise ValidationError([("models", "usage: chatcore models PROVIDER | models default")])
 
     with Client() as client:
         models = client.list_models(args.provider)
@@ -148,108 +151,36 @@ def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _parse_options(options: Sequence[str]) -> dict[str, Any]:
-    from chatcore.exceptions import ValidationError
-
-    params: dict[str, Any] = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValidationError([("-o", f"{item!r} is not KEY=VALUE")])
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
-    return params
-
-
-def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
-    """Send one chat and print the answer."""
-    from chatcore import Client
-    from chatcore.exceptions import ValidationError
-
-    prompt = args.prompt
-    if prompt is None and not args.interactive:
-        if sys.stdin.isatty():
-            raise ValidationError([("prompt", "give a prompt or pipe one on stdin")])
-        prompt = sys.stdin.read()
-    messages: list[dict[str, Any]] = []
-    if args.system:
-        messages.append({"role": "system", "content": args.system})
-    messages.append({"role": "user", "content": prompt})
-    params = _parse_options(args.option)
-    with Client() as client:
-        if args.interactive:
-            return _interactive(client, args, messages[:-1], params, out)
-        _answer(client, args, messages, params, out)
-    return 0
-
-
-def _answer(
-    client: Any,
-    args: argparse.Namespace,
-    messages: list[dict[str, Any]],
-    params: dict[str, Any],
-    out: TextIO,
-) -> str:
-    """Send one turn; stream it to ``out`` unless --no-stream/--json; return the text."""
-    from chatcore._validate import split_model
-
-    provider = client.provider(split_model(args.model)[0])
-    if args.json or args.no_stream or "stream" not in provider.capabilities:
-        response = client.chat(args.model, messages, **params)
-        if args.json:
-            json.dump(response.to_dict(), out, indent=2)
-            out.write("\n")
-        else:
-            out.write(response.text + "\n")
-        return str(response.text)
-    with client.stream(args.model, messages, **params) as stream:
-        for chunk in stream:
-            if chunk.text:
-                out.write(chunk.text)
-                out.flush()
-        out.write("\n")
-        return str(stream.text)
-
-
-def _interactive(
-    client: Any,
-    args: argparse.Namespace,
-    history: list[dict[str, Any]],
-    params: dict[str, Any],
-    out: TextIO,
-) -> int:
-    """A read-eval loop keeping the conversation; empty line, `exit` or EOF ends it."""
-    first = args.prompt
-    out.write(f"chatcore chat with {args.model}: an empty line, 'exit' or Ctrl-D ends it\n")
-    while True:
-        if first is not None:
-            line, first = first, None
-        else:
-            out.write("> ")
-            out.flush()
-            line = sys.stdin.readline()
-            if not line:
-                break
-            line = line.rstrip("\n")
-        if not line.strip() or line.strip() in ("exit", "quit"):
-            break
-        history.append({"role": "user", "content": line})
-        reply = _answer(client, args, history, params, out)
-        history.append({"role": "assistant", "content": reply})
-    return 0
-
-
 def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
-    """Print the effective settings with their sources, secrets masked."""
+    """Print the effective settings with their sources, secrets masked; then fail with
+    every invalid setting and provider option, checked as a ``Client`` checks them."""
+    from chatcore._base import _check_providers_installed
     from chatcore._plugins import get_plugin_host
-    from chatcore._settings import load_settings, render_config
+    from chatcore._settings import _provider_entries, load_settings, render_config
+    from chatcore.provider import resolve_config
 
     specs = get_plugin_host().providers()
-    loaded = load_settings({"env": args.env}, config_path=args.config, provider_names=specs)
+    problems: list[str] = []
+    loaded = load_settings(
+        {"env": args.env}, config_path=args.config, provider_names=specs, report=problems
+    )
+    configured = {**loaded.file_providers, **loaded.settings.providers}
+    try:
+        _check_providers_installed(configured, specs)
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+    for name in sorted({entry[0] for entry in _provider_entries(loaded, specs)}):
+        if name in specs:
+            try:
+                resolve_config(specs[name], loaded.provider_options(specs[name]), loaded.environ)
+            except ConfigurationError as exc:
+                problems.append(str(exc))
     text = render_config(loaded, json=args.json, specs=specs)
     out.write(text if text.endswith("\n") else text + "\n")
+    if problems:
+        out.flush()
+        count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+        raise ConfigurationError(f"{count}:\n  " + "\n  ".join(problems))
     return 0
 
 
@@ -331,10 +262,28 @@ def _cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
     return cmd_new_plugin(args, out)
 
 
+def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
+    """Send a prompt or hold a conversation (see :mod:`chatcore._cli_chat`)."""
+    from chatcore._cli_chat import cmd_chat as run
+
+    return run(args, out)
+
+
+def _cmd_user(args: argparse.Namespace, out: TextIO) -> int:
+    """``keys``, ``aliases`` and ``logs`` (see :mod:`chatcore._cli_user`)."""
+    from chatcore import _cli_user
+
+    command: Any = getattr(_cli_user, "cmd_" + args.command)
+    return int(command(args, out))
+
+
 _COMMANDS = {
     "plugins": cmd_plugins,
     "models": cmd_models,
     "chat": cmd_chat,
+    "keys": _cmd_user,
+    "aliases": _cmd_user,
+    "logs": _cmd_user,
     "config": cmd_config,
     "health": cmd_health,
     "serve-health": cmd_serve_health,
@@ -344,6 +293,58 @@ _COMMANDS = {
 }
 
 
+class _Output:
+    """stdout, remembering whether the last line written is unfinished (a streamed answer
+    in progress), so a log record or an error starts on a line of its own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.mid_line = False
+
+    def write(self, text: str) -> int:
+        if text:
+            self.mid_line = not text.endswith("\n")
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def end_line(self) -> None:
+        """Finish an unfinished line on the terminal (stdout itself is left as written
+        when it is not the terminal stderr goes to)."""
+        if self.mid_line:
+            self.flush()
+            if _same_terminal(self.stream, sys.stderr):
+                self.stream.write("\n")
+                self.flush()
+                self.mid_line = False
+
+
+def _same_terminal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a.isatty() and b.isatty() and os.ttyname(a.fileno()) == os.ttyname(b.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+_output = _Output(sys.stdout)
+
+
+class _LogSink:
+    """stderr for chatcore's log records, each on a line of its own."""
+
+    def write(self, message: str) -> None:
+        _output.end_line()
+        sys.stderr.write(message)
+        sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``chatcore`` command."""
     parser = _parser()
@@ -351,42 +352,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    from chatcore import exceptions as ex
-
     if args.log_level:
         from chatcore._log import configure_logging
 
         try:
-            configure_logging(args.log_level, json=args.log_json)
+            from loguru import logger as root
+
+            root.remove()  # loguru's default handler would print each record twice
+            configure_logging(args.log_level, json=args.log_json, sink=_LogSink())
         except ValueError as exc:
             sys.stderr.write(f"chatcore: error: --log-level {args.log_level!r}: {exc}\n")
             return EXIT_USAGE
+    _output.stream = sys.stdout
     try:
-        return _COMMANDS[args.command](args, sys.stdout)
+        return _COMMANDS[args.command](args, cast(TextIO, _output))
     except KeyboardInterrupt:
+        _output.end_line()
         return 130
     except BrokenPipeError:
         # the reader went away (`chatcore plugins | head`): not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except ex.ChatcoreError as exc:
-        if args.debug:
-            _print_traceback(exc)
+    except Exception as exc:
+        return report_error(exc, args.debug)
+
+
+def report_error(exc: BaseException, debug: bool) -> int:
+    """Print one line about ``exc`` on stderr (the traceback too with ``--debug``) and
+    return the exit code it means."""
+    from chatcore import exceptions as ex
+
+    _output.end_line()
+    if debug:
+        _print_traceback(exc)
+    if isinstance(exc, ex.ChatcoreError):
         code, hint = _classify(exc)
         _error_line(f"chatcore: error: {type(exc).__name__}: {exc}{hint}")
         return code
-    except Exception as exc:  # a bug or a plugin's own failure: one line unless --debug
-        if args.debug:
-            _print_traceback(exc)
-        _error_line(
-            f"chatcore: internal error: {type(exc).__name__}: {exc} (run with --debug for"
-            " the traceback)"
-        )
-        return EXIT_INTERNAL
+    # a bug or a plugin's own failure: one line unless --debug
+    _error_line(
+        f"chatcore: internal error: {type(exc).__name__}: {exc} (run with --debug for"
+        " the traceback)"
+    )
+    return EXIT_INTERNAL
 
 
-def _shown(text: str) -> str:
+def shown(text: str) -> str:
     """``text`` with every secret a provider registered, and anything shaped like a
     credential, masked: the last net under what reaches the terminal."""
     from chatcore import _log
@@ -396,11 +408,12 @@ def _shown(text: str) -> str:
 
 
 def _error_line(text: str) -> None:
-    sys.stderr.write(_shown(text) + "\n")
+    sys.stderr.write(shown(text) + "\n")
+    sys.stderr.flush()
 
 
 def _print_traceback(exc: BaseException) -> None:
-    sys.stderr.write(_shown("".join(traceback.format_exception(exc))))
+    sys.stderr.write(shown("".join(traceback.format_exception(exc))))
 
 
 def _classify(exc: BaseException) -> tuple[int, str]:

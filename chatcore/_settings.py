@@ -6,7 +6,9 @@ the defaults of the selected profile (``dev``, ``staging``, ``prod``). Every unk
 wrong type and out-of-range value is collected and raised as one
 :class:`~chatcore.exceptions.ConfigurationError`; secrets are masked in every output.
 Provider options are not resolved here: the file's ``[providers.*]`` tables are handed
-back as the lowest layer for :func:`chatcore.provider.resolve_config`.
+back as the lowest layer for :func:`chatcore.provider.resolve_config`, and under them the
+API keys stored by ``chatcore keys set`` (:mod:`chatcore._userdir`), read only when the
+settings come from the real environment.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 #: ``CHATCORE_*`` variables that are read elsewhere, or select the file and profile.
 KNOWN_VARIABLES = frozenset(
-    {"CHATCORE_CONFIG", "CHATCORE_ENV", "CHATCORE_STRICT_PLUGINS", "CHATCORE_DISABLE_PLUGINS"}
+    {
+        "CHATCORE_CONFIG",
+        "CHATCORE_ENV",
+        "CHATCORE_STRICT_PLUGINS",
+        "CHATCORE_DISABLE_PLUGINS",
+        "CHATCORE_USER_DIR",
+    }
 )
 #: The file read from the working directory when no path is given.
 DEFAULT_FILE = "chatcore.toml"
@@ -296,6 +304,10 @@ class LoadedSettings:
     )
     path: str | None = None
     environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
+    #: API keys stored by ``chatcore keys set`` (provider name -> key), the layer under
+    #: the file, and the file they came from.
+    stored_keys: Mapping[str, Secret] = attrs.field(factory=dict, repr=False)
+    keys_path: str | None = None
 
     @property
     def env(self) -> str:
@@ -305,13 +317,18 @@ class LoadedSettings:
     def provider_options(self, spec: ProviderSpec) -> dict[str, Any]:
         """The ``explicit`` mapping to give :func:`~chatcore.provider.resolve_config` for
         ``spec``: the argument's options, plus the file's where neither an argument nor
-        one of the option's environment variables gives a value."""
-        return layer_provider_options(
+        one of the option's environment variables gives a value, plus the stored key
+        (``chatcore keys set``) where none of those gives an ``api_key``."""
+        merged = layer_provider_options(
             spec,
             self.settings.providers.get(spec.name),
             self.file_providers.get(spec.name),
             self.environ,
         )
+        stored = self.stored_keys.get(spec.name)
+        if stored is not None and merged.get("api_key") is None:
+            merged = layer_provider_options(spec, merged, {"api_key": stored}, self.environ)
+        return merged
 
 
 def layer_provider_options(
@@ -352,10 +369,14 @@ class _Problems:
     def note(self, text: str) -> None:
         self.lines.append(text)
 
+    def shown(self) -> list[str]:
+        """The problems, every secret masked."""
+        return [redact(line, sorted(self.secrets, key=len, reverse=True)) for line in self.lines]
+
     def raise_if_any(self) -> None:
         if not self.lines:
             return
-        lines = [redact(line, sorted(self.secrets, key=len, reverse=True)) for line in self.lines]
+        lines = self.shown()
         if len(lines) == 1:
             text = f"invalid chatcore settings: {lines[0]}"
         else:
@@ -371,6 +392,8 @@ def load_settings(
     cwd: str | os.PathLike[str] | None = None,
     dotenv: bool = True,
     provider_names: Iterable[str] = (),
+    user_keys: bool | None = None,
+    report: list[str] | None = None,
 ) -> LoadedSettings:
     """Resolve every setting: explicit > environment > file > profile defaults.
 
@@ -380,8 +403,11 @@ def load_settings(
     installed. The file is ``config_path``, else ``CHATCORE_CONFIG``, else
     ``chatcore.toml`` in ``cwd`` (only a file named explicitly must exist).
     ``provider_names`` are providers whose ``CHATCORE_<PROVIDER>_*`` variables are never
-    taken for misspelled settings. Raises one :class:`ConfigurationError` listing every
-    problem."""
+    taken for misspelled settings. ``user_keys`` (default: when ``environ`` is ``None``)
+    reads the keys stored by ``chatcore keys set`` as the lowest layer of ``api_key``.
+    Raises one :class:`ConfigurationError` listing every problem; with ``report`` (a
+    list) the problems are appended to it instead, and each invalid value is replaced by
+    the layer under it (``chatcore config`` shows what is left and every problem)."""
     base = Path(os.getcwd() if cwd is None else cwd)
     real: Mapping[str, str] = os.environ if environ is None else environ
     env_view = _with_dotenv(real, base) if dotenv else real
@@ -459,6 +485,18 @@ def load_settings(
                 if isinstance(secret, str) and secret:
                     problems.secrets.add(secret)
 
+    stored: dict[str, Secret] = {}
+    keys_file: str | None = None
+    if environ is None if user_keys is None else user_keys:
+        from chatcore._userdir import keys_path, stored_keys
+
+        try:
+            stored = {p: Secret(k) for p, k in stored_keys(env_view).items()}
+        except ConfigurationError as exc:
+            problems.note(str(exc))
+        keys_file = str(keys_path(env_view)) if stored else None
+        problems.secrets.update(s.get() for s in stored.values())
+
     known_providers = {*provider_names, *file_providers, *explicit_providers}
     routes, sources["routes"] = _load_routes(
         explicit_routes,
@@ -470,7 +508,10 @@ def load_settings(
     )
     values["routes"] = routes
     _check_variables(env_view, known_providers, problems)
-    problems.raise_if_any()
+    if report is not None:
+        report.extend(problems.shown())
+    else:
+        problems.raise_if_any()
     return LoadedSettings(
         settings=Settings(**values),
         sources=sources,
@@ -479,6 +520,8 @@ def load_settings(
         },
         path=path,
         environ=env_view,
+        stored_keys=stored,
+        keys_path=keys_file,
     )
 
 
@@ -836,11 +879,13 @@ def _provider_entries(
     (with ``specs``, vendor variables such as ``OPENAI_API_KEY`` count too)."""
     explicit = loaded.settings.providers
     file = loaded.file_providers
-    names = sorted({*explicit, *file, *(specs or {})})
+    names = sorted({*explicit, *file, *(specs or {}), *loaded.stored_keys})
     out: list[tuple[str, str, Any, str]] = []
     for provider in names:
         spec = (specs or {}).get(provider)
         options = set(explicit.get(provider, {})) | set(file.get(provider, {}))
+        if provider in loaded.stored_keys:
+            options.add("api_key")
         if spec is not None:
             options |= set(spec.all_options())
         for option in sorted(options):
@@ -856,6 +901,8 @@ def _provider_entries(
                     value, source = loaded.environ[var], f"env {var}"
                 elif option in file.get(provider, {}):
                     value, source = file[provider][option], f"file {loaded.path}"
+                elif option == "api_key" and provider in loaded.stored_keys:
+                    value, source = loaded.stored_keys[provider], f"keys {loaded.keys_path}"
                 else:
                     continue
             out.append((provider, option, _masked(option, value), source))

@@ -153,11 +153,14 @@ def _split_model(model: Any) -> tuple[str, str]:
         )
     provider, sep, name = model.partition(":")
     if not sep or not provider or not name.strip():
+        meant = "" if sep else _model_suggestion(model.strip())
         raise ValidationError(
             [
                 (
                     "model",
-                    f"{show(model)} is not 'provider:model' (e.g. 'openai:gpt-4o-mini',"
+                    f"{show(model)} is not 'provider:model'; did you mean {meant!r}?"
+                    if meant
+                    else f"{show(model)} is not 'provider:model' (e.g. 'openai:gpt-4o-mini',"
                     " 'huggingface:meta-llama/Llama-3.1-8B-Instruct')",
                 )
             ]
@@ -171,6 +174,88 @@ def _split_model(model: Any) -> tuple[str, str]:
             [("model", f"model id {show(name)} contains a lone surrogate, not valid UTF-8")]
         )
     return provider, name
+
+
+#: Per-call options the clients take next to the request parameters.
+CALL_OPTIONS = frozenset({"max_retries", "timeout_total", "cache", "cache_ttl"})
+
+#: Names passed per call that are not request parameters: what to do instead, in Python
+#: and on the command line. (Never "put it in extra": that would send a key in the body.)
+_NOT_PARAMETERS: dict[str, tuple[str, str]] = {
+    "api_key": (
+        "the API key is a provider option (never sent in the body): set the provider's key"
+        " variable (OPENAI_API_KEY, ...) or pass Client(providers={'<provider>':"
+        " {'api_key': ...}})",
+        "the API key is a provider option (never sent in the body): store it with"
+        " `chatcore keys set <provider>` or set the provider's key variable (OPENAI_API_KEY,"
+        " ...)",
+    ),
+    "base_url": (
+        "the base URL is a provider option: pass Client(providers={'<provider>':"
+        " {'base_url': ...}}) or set CHATCORE_<PROVIDER>_BASE_URL",
+        "the base URL is a provider option: set CHATCORE_<PROVIDER>_BASE_URL or"
+        " [providers.<provider>] base_url in chatcore.toml",
+    ),
+    "timeout": (
+        "for a deadline across every attempt pass timeout_total=SECONDS; the timeout of"
+        " each request is the provider option 'timeout' (Client(providers={'<provider>':"
+        " {'timeout': 30}}))",
+        "for a deadline across every attempt use -o timeout_total=SECONDS; the timeout of"
+        " each request is the provider option 'timeout' (CHATCORE_<PROVIDER>_TIMEOUT=30)",
+    ),
+    "stream": (
+        "to stream, call client.stream(model, messages, ...) instead of passing stream=True",
+        "the command streams by default; --no-stream waits for the whole answer",
+    ),
+    "model": ("the model is the first argument", "the model is given with -m"),
+    "messages": ("the messages are the second argument", "the prompt is the argument"),
+}
+_NOT_PARAMETERS["api_base"] = _NOT_PARAMETERS["base_url"]
+_NOT_PARAMETERS["request_timeout"] = _NOT_PARAMETERS["timeout"]
+
+
+def not_a_parameter(key: str, *, cli: bool = False) -> str:
+    """Why ``key`` is refused as a request parameter and what to write instead (``cli``:
+    in the command line's ``-o`` syntax)."""
+    known = _NOT_PARAMETERS.get(key)
+    if known is not None:
+        return f"not a request parameter; {known[cli]}"
+    import difflib
+
+    close = difflib.get_close_matches(
+        key, [*COMMON_PARAMS, *OPENAI_PASSTHROUGH_PARAMS, *CALL_OPTIONS]
+    )
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    where = "-o extra='{\"name\": value}'" if cli else "extra={...}"
+    return f"unknown parameter{hint}; provider-specific parameters go in {where}"
+
+
+def is_parameter(key: str) -> bool:
+    """Whether a chat call takes ``key`` (a request parameter, ``extra`` or a per-call
+    option)."""
+    return (
+        key in COMMON_PARAMS
+        or key in OPENAI_PASSTHROUGH_PARAMS
+        or key in CALL_OPTIONS
+        or key == "extra"
+    )
+
+
+def _model_suggestion(model: str) -> str:
+    """``'provider:model'`` most likely meant by ``model`` (which has no colon)."""
+    from chatcore.exceptions import KNOWN_PROVIDER_DISTRIBUTIONS
+
+    head, slash, tail = model.partition("/")
+    if slash and head.lower() in KNOWN_PROVIDER_DISTRIBUTIONS and tail:
+        return f"{head.lower()}:{tail}"
+    if slash:
+        return f"huggingface:{model}"
+    lowered = model.lower()
+    if lowered.startswith("claude"):
+        return f"anthropic:{model}"
+    if lowered.startswith(("gpt", "chatgpt", "o1", "o3", "o4", "text-embedding", "davinci")):
+        return f"openai:{model}"
+    return ""
 
 
 def is_number(value: Any) -> bool:
@@ -236,21 +321,8 @@ def build_request(
             if value is not None:
                 json_problems(value, key, problems)
                 extra[key] = value
-        elif key in ("model", "messages", "stream"):
-            problems.append(
-                (key, f"{key!r} is given positionally or by the method, not as a parameter")
-            )
         else:
-            import difflib
-
-            close = difflib.get_close_matches(key, [*COMMON_PARAMS, *OPENAI_PASSTHROUGH_PARAMS])
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(
-                (
-                    key,
-                    f"unknown parameter{hint}; provider-specific parameters go in extra={{...}}",
-                )
-            )
+            problems.append((key, not_a_parameter(key)))
     param_problems = _check_params(kwargs)
     problems.extend(param_problems)
     flagged = {where for where, _ in param_problems}  # reported once, as a wrong shape

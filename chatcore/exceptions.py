@@ -86,6 +86,7 @@ __all__ = [
     "error_from_response",
     "parse_error_body",
     "parse_retry_after",
+    "provider_hint",
     "request_id_from",
 ]
 
@@ -130,8 +131,62 @@ class ProviderNotFoundError(PluginError, LookupError):
         listed = ", ".join(self.available) if self.available else "none"
         super().__init__(
             f"no provider named {provider!r} is installed (installed providers: {listed}); "
-            f"install its plugin, e.g. `pip install chatcore-{provider}`"
+            + provider_hint(provider, self.available)
         )
+
+
+#: The providers of the plugin distributions chatcore knows: ``pip install`` is suggested
+#: for these names only, never for a name made from what was typed (a typo must not lead
+#: anyone to install a squatted package).
+KNOWN_PROVIDER_DISTRIBUTIONS: Mapping[str, str] = {
+    "openai": "chatcore-openai",
+    "azure": "chatcore-openai",
+    "huggingface": "chatcore-huggingface",
+    "anthropic": "chatcore-anthropic",
+}
+#: Names people type for a known provider.
+_PROVIDER_NICKNAMES = {
+    "hf": "huggingface",
+    "hugging-face": "huggingface",
+    "hugging_face": "huggingface",
+    "claude": "anthropic",
+    "azure-openai": "azure",
+    "azure_openai": "azure",
+    "azureopenai": "azure",
+    "gpt": "openai",
+    "chatgpt": "openai",
+}
+
+
+def provider_hint(name: str, installed: Iterable[str]) -> str:
+    """What to do about provider ``name`` that is not installed: the installed provider
+    it most likely means (case-insensitively, nicknames such as ``hf`` included), else
+    the plugin to install when ``name`` (or its near miss) is a provider of a known
+    distribution, else where to look. Never a package name built from ``name``."""
+    import difflib
+
+    by_lower = {p.lower(): p for p in installed}
+    lowered = name.lower()
+    if lowered in by_lower:
+        return f"did you mean {by_lower[lowered]!r}? (provider names are case-sensitive)"
+    meant = _PROVIDER_NICKNAMES.get(lowered)
+    if meant is None:
+        close = difflib.get_close_matches(lowered, list(by_lower), n=1, cutoff=0.6)
+        if close:
+            return f"did you mean {by_lower[close[0]]!r}?"
+        close = difflib.get_close_matches(lowered, list(KNOWN_PROVIDER_DISTRIBUTIONS), 1, 0.6)
+        meant = close[0] if close else None
+    if meant is not None and meant in by_lower:
+        return f"did you mean {by_lower[meant]!r}?"
+    if meant is not None or lowered in KNOWN_PROVIDER_DISTRIBUTIONS:
+        target = meant or lowered
+        distribution = KNOWN_PROVIDER_DISTRIBUTIONS[target]
+        did_you_mean = f"did you mean {target!r}? " if target != name else ""
+        return f"{did_you_mean}its plugin is not installed: `pip install {distribution}`"
+    return (
+        "check the spelling; a third-party provider needs its plugin installed"
+        " (`chatcore plugins` lists what is installed)"
+    )
 
 
 class RateLimitExceeded(ChatcoreError):
@@ -584,9 +639,63 @@ def error_from_requests_exception(
     else:
         cls = APIConnectionError
         what = "request failed"
+    plain = describe_connection_failure(exc) if cls is APIConnectionError else None
     return cls(
-        f"{what} ({kind}): {exc}",
+        f"{what}: {plain}" if plain else f"{what} ({kind}): {exc}",
         provider=provider,
         model=model,
         secrets=secrets,
     )
+
+
+def describe_connection_failure(exc: BaseException) -> str | None:
+    """What went wrong with a connection, in chatcore's words (``could not connect to
+    127.0.0.1:9 (connection refused)``), found by walking the causes a transport library
+    wraps (urllib3's ``MaxRetryError`` says "Max retries exceeded" even though it made one
+    attempt); ``None`` when the failure is not one of the kinds recognized."""
+    import errno
+    import http.client
+    import socket
+    import ssl
+
+    host, port = None, None
+    seen: set[int] = set()
+    pending: list[Any] = [exc]
+    why = None
+    while pending and why is None:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        # urllib3 keeps the pool or connection in the instance (its `pool` property of a
+        # connection error is deprecated); aiohttp's connector errors have host and port
+        pool = vars(current).get("pool") or vars(current).get("conn")
+        if host is None and isinstance(getattr(pool, "host", None), str):
+            host, port = getattr(pool, "host", None), getattr(pool, "port", None)
+        if host is None and isinstance(getattr(type(current), "host", None), property):
+            host, port = getattr(current, "host", None), getattr(current, "port", None)
+        code = getattr(current, "errno", None)
+        if isinstance(current, ssl.SSLCertVerificationError):
+            why = f"the TLS certificate could not be verified ({current.verify_message})"
+        elif isinstance(current, ssl.SSLError):
+            why = f"the TLS handshake failed ({current.reason or current})"
+        elif isinstance(current, socket.gaierror) or type(current).__name__ in (
+            "NameResolutionError",
+            "ClientConnectorDNSError",
+        ):
+            why = "the host name could not be resolved (check base_url and DNS)"
+        elif isinstance(current, ConnectionRefusedError) or code == errno.ECONNREFUSED:
+            why = "connection refused (nothing is listening there)"
+        elif isinstance(current, ConnectionResetError) or code == errno.ECONNRESET:
+            why = "the connection was reset by the server"
+        elif isinstance(current, http.client.RemoteDisconnected):
+            why = "the server closed the connection without answering"
+        elif isinstance(current, OSError) and current.errno is not None and current.strerror:
+            why = current.strerror[:1].lower() + current.strerror[1:]
+        pending.extend(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))
+        for name in ("reason", "os_error", "__cause__", "__context__"):
+            pending.append(getattr(current, name, None))
+    if why is None:
+        return None
+    where = f"{host}:{port}" if host and port else host
+    return f"could not connect to {where}: {why}" if where else why

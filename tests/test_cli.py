@@ -68,7 +68,9 @@ def env(tmp_path):
     return base
 
 
-def run(args, env, input=None):
+def run(args, env, input=""):
+    # stdin is always given: a prompt is combined with piped stdin, which must not be the
+    # test runner's own
     return subprocess.run(
         [sys.executable, "-m", "chatcore._cli", *args],
         capture_output=True,
@@ -147,7 +149,14 @@ def test_errors_have_distinct_exit_codes(env):
     assert "CLITEST_KEY" in missing_key.stderr
     unknown = run(["chat", "-m", "nosuch:x", "hi"], env)
     assert unknown.returncode == 6
-    assert "pip install chatcore-nosuch" in unknown.stderr
+    assert "pip install" not in unknown.stderr  # never a package named after a typo
+    typo = run(["chat", "-m", "opnai:gpt-4o-mini", "hi"], env)
+    assert typo.returncode == 6
+    assert "did you mean 'openai'?" in typo.stderr
+    assert "chatcore-opnai" not in typo.stderr
+    slash = run(["chat", "-m", "openai/gpt-4o-mini", "hi"], env)
+    assert slash.returncode == 2
+    assert "did you mean 'openai:gpt-4o-mini'?" in slash.stderr
     bad = run(["chat", "-m", "no-colon", "hi"], env)
     assert bad.returncode == 2
     refused = run(

@@ -616,9 +616,52 @@ def test_provider_not_found_lists_what_is_installed():
     assert err.provider == "acme"
     assert str(err) == (
         "no provider named 'acme' is installed (installed providers: alpha, zeta); "
-        "install its plugin, e.g. `pip install chatcore-acme`"
+        "check the spelling; a third-party provider needs its plugin installed"
+        " (`chatcore plugins` lists what is installed)"
     )
     assert "(installed providers: none)" in str(ex.ProviderNotFoundError("x", []))
+
+
+@pytest.mark.parametrize(
+    ("typed", "installed", "hint"),
+    [
+        ("opnai", ["openai", "azure"], "did you mean 'openai'?"),
+        ("OpenAI", ["openai"], "did you mean 'openai'? (provider names are case-sensitive)"),
+        ("hf", ["openai", "huggingface"], "did you mean 'huggingface'?"),
+        (
+            "hf",
+            [],
+            "did you mean 'huggingface'? its plugin is not installed:"
+            " `pip install chatcore-huggingface`",
+        ),
+        (
+            "opnai",
+            [],
+            "did you mean 'openai'? its plugin is not installed: `pip install chatcore-openai`",
+        ),
+        ("anthropic", ["openai"], "its plugin is not installed: `pip install chatcore-anthropic`"),
+        ("azure", [], "its plugin is not installed: `pip install chatcore-openai`"),
+    ],
+)
+def test_provider_hints_never_invent_a_package(typed, installed, hint):
+    assert ex.provider_hint(typed, installed) == hint
+    assert str(ex.ProviderNotFoundError(typed, installed)).endswith(hint)
+
+
+@given(st.text(min_size=1, max_size=20))
+def test_pip_install_is_only_suggested_for_known_distributions(name):
+    hint = ex.provider_hint(name, ["openai"])
+    if "pip install" in hint:
+        assert hint.split("`pip install ")[1].rstrip("`") in set(
+            ex.KNOWN_PROVIDER_DISTRIBUTIONS.values()
+        )
+
+
+def test_connection_failures_are_described_in_plain_words():
+    refused = requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+    mapped = ex.error_from_requests_exception(refused, provider="p", model="m")
+    assert mapped.message == "connection failed: connection refused (nothing is listening there)"
+    assert ex.describe_connection_failure(ValueError("no")) is None
 
 
 def test_rate_limit_exceeded_carries_its_context():

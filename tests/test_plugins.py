@@ -136,7 +136,7 @@ def test_unknown_provider_lists_installed_and_hints_install(site):
     with pytest.raises(ProviderNotFoundError) as info:
         chatcore.Client(plugin_host=h, environ={}).chat("mystery:model-1", "hi")
     assert "goodprov" in str(info.value)
-    assert "pip install chatcore-mystery" in str(info.value)
+    assert "pip install" not in str(info.value)  # never a package named after a guess
 
 
 def test_import_chatcore_imports_no_plugin():

@@ -1133,6 +1133,8 @@ def test_cli_serves() -> None:
         prefix = "chatcore stand-in server (tgi) listening on http://127.0.0.1:"
         assert line.startswith(prefix), line
         port = int(line.removeprefix(prefix))
+        # the URL a client is configured with, ready to paste (with /v1 where the API has it)
+        assert proc.stdout.readline().strip() == f"base_url: http://127.0.0.1:{port}/v1"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
             conn.request("GET", "/health")

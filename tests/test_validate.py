@@ -604,9 +604,10 @@ def test_extra_rules():
         ]
         with pytest.raises(ValidationError) as info:
             build_request("p", "m", "hi", {key: 1})
-        assert info.value.problems == (
-            (key, f"{key!r} is given positionally or by the method, not as a parameter"),
-        )
+        assert info.value.problems[0][0] == key
+        assert info.value.problems[0][1].startswith("not a request parameter; ")
+    with pytest.raises(ValidationError, match=r"call client\.stream\(model, messages"):
+        build_request("p", "m", "hi", {"stream": True})
 
 
 def test_unknown_parameters_get_a_hint():
@@ -620,6 +621,39 @@ def test_unknown_parameters_get_a_hint():
     assert _problems(zzzz=1) == [
         ("zzzz", "unknown parameter; provider-specific parameters go in extra={...}")
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "advice"),
+    [
+        ("api_key", "the API key is a provider option (never sent in the body)"),
+        ("api_base", "the base URL is a provider option"),
+        ("base_url", "the base URL is a provider option"),
+        ("timeout", "pass timeout_total=SECONDS"),
+        ("request_timeout", "pass timeout_total=SECONDS"),
+    ],
+)
+def test_client_options_passed_per_call_are_not_sent_to_extra(key, advice):
+    (problem,) = _problems(**{key: 1})
+    assert problem[0] == key
+    assert advice in problem[1]
+    assert "extra=" not in problem[1]
+
+
+@pytest.mark.parametrize(
+    ("model", "meant"),
+    [
+        ("openai/gpt-4o-mini", "openai:gpt-4o-mini"),
+        ("gpt-4o-mini", "openai:gpt-4o-mini"),
+        ("o3-mini", "openai:o3-mini"),
+        ("claude-3-5-haiku-latest", "anthropic:claude-3-5-haiku-latest"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "huggingface:meta-llama/Llama-3.1-8B-Instruct"),
+    ],
+)
+def test_a_model_without_its_provider_gets_the_likely_spelling(model, meant):
+    with pytest.raises(ValidationError) as info:
+        split_model(model)
+    assert f"did you mean {meant!r}?" in str(info.value)
 
 
 def test_every_problem_is_listed_at_once():
@@ -718,7 +752,8 @@ def test_text_without_surrogates_is_always_fine(text):
 
 def test_split_model_messages_in_full():
     cases = {
-        "gpt-4o": "'gpt-4o' is not 'provider:model' (e.g. 'openai:gpt-4o-mini',"
+        "gpt-4o": "'gpt-4o' is not 'provider:model'; did you mean 'openai:gpt-4o'?",
+        "mistral": "'mistral' is not 'provider:model' (e.g. 'openai:gpt-4o-mini',"
         " 'huggingface:meta-llama/Llama-3.1-8B-Instruct')",
         "-x:m": "'-x' is not a valid provider name",
         "openai:a b": "model id 'a b' contains whitespace",

@@ -2458,7 +2458,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = StandInServer(args.host, args.port, flavor=args.flavor, api_key=args.api_key)
     server.start()
     try:
-        print(f"chatcore stand-in server ({args.flavor}) listening on {server.url}", flush=True)
+        print(
+            f"chatcore stand-in server ({args.flavor}) listening on {server.url}\n"
+            f"base_url: {server.base_url}",
+            flush=True,
+        )
         while not stopping.wait(3600):
             pass
     except KeyboardInterrupt:  # Ctrl-C
