@@ -102,6 +102,7 @@ if TYPE_CHECKING:
         run_tools,
         tool_from_function,
     )
+    from chatcore._tracing import TracedCall
 
 #: Names imported on first access (PEP 562): they pull in modules that ``import chatcore``
 #: does not need (the cache's cachetools, the health server's http.server).
@@ -131,6 +132,7 @@ _LAZY = {
     "ToolCallRecord": "chatcore._tools",
     "ToolLoopError": "chatcore._tools",
     "ToolRun": "chatcore._tools",
+    "TracedCall": "chatcore._tracing",
     "run_tools": "chatcore._tools",
     "tool_from_function": "chatcore._tools",
 }
@@ -229,6 +231,7 @@ __all__ = [
     "ToolCallRecord",
     "ToolLoopError",
     "ToolRun",
+    "TracedCall",
     "UnprocessableEntityError",
     "Usage",
     "user_message_with_images",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from chatcore._base import BaseClient
     from chatcore._cache import ResponseCache
     from chatcore._retry import RetryPolicy
+    from chatcore._tracing import CallTrace
     from chatcore.provider import HttpCall, ModelInfo, Provider
 
 __all__ = [
@@ -413,6 +414,14 @@ async def _retrying(
         await Sleep(delay, policy.sleep)
 
 
+def _start_trace(core: BaseClient, request: ChatRequest, provider: Provider) -> CallTrace | None:
+    """The call's trace when the client has tracers and one of them follows the call."""
+    tracing = core._tracing
+    if tracing is None:
+        return None
+    return tracing.start(request, provider.base_url, core._secrets_of(provider))
+
+
 async def chat_pipeline(
     core: BaseClient,
     request: ChatRequest,
@@ -421,7 +430,23 @@ async def chat_pipeline(
     cache: ResponseCache | None = None,
     ttl: float | None = None,
 ) -> ChatResponse:
-    """cache -> rate limit -> retry(send) -> record, for one validated request."""
+    """cache -> rate limit -> retry(send) -> record, for one validated request (traced
+    when the client has tracers)."""
+    trace = _start_trace(core, request, provider)
+    if trace is None:
+        return await _chat(core, request, provider, policy, cache, ttl, None)
+    return await trace.around(_chat(core, request, provider, policy, cache, ttl, trace))
+
+
+async def _chat(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider,
+    policy: RetryPolicy,
+    cache: ResponseCache | None,
+    ttl: float | None,
+    trace: CallTrace | None,
+) -> ChatResponse:
     started = time.perf_counter()
     key, hit = await _cache_lookup(core, cache, request, provider)
     if hit is not None:
@@ -440,6 +465,8 @@ async def chat_pipeline(
     name, model = request.provider, request.model
     transport = core._transport_of(provider) if provider.translates else None
     call = provider.prepare_chat(request) if transport is not None else None
+    if trace is not None and call is not None:
+        call = trace.outgoing(call)
 
     clean: list[bool] = []
 
@@ -480,8 +507,9 @@ async def chat_pipeline(
             body=lambda: request.to_openai_dict(),
         )
     secrets = core._secrets_of(provider)
+    run = attempt if trace is None else trace.attempts(attempt)
     try:
-        response, attempts = await _retrying(core, (name, model), policy, attempt)
+        response, attempts = await _retrying(core, (name, model), policy, run)
     except BaseException as exc:
         scrub_exception(exc, secrets)
         core._record(request, started, error=exc, attempts=getattr(exc, "attempts", 1))
@@ -534,6 +562,8 @@ class StreamContext:
     chunks: Any = None
     #: A cache hit replayed as a stream.
     replay: ChatResponse | None = None
+    #: The call's trace, ended when the stream ends (``None``: not traced).
+    trace: CallTrace | None = None
 
 
 async def stream_pipeline(
@@ -545,7 +575,29 @@ async def stream_pipeline(
     ttl: float | None = None,
 ) -> StreamContext:
     """cache -> rate limit -> retry(open until the first chunk): the stream's context, from
-    which the client builds its (sync or async) stream object."""
+    which the client builds its (sync or async) stream object. A traced stream's trace
+    ends with the stream (``stream_completed``/``_failed``/``_abandoned``)."""
+    trace = _start_trace(core, request, provider)
+    if trace is None:
+        return await _open_stream(core, request, provider, policy, cache, ttl, None)
+    work = _open_stream(core, request, provider, policy, cache, ttl, trace)
+    context = await trace.around(work, end=False)
+    if context.replay is not None:
+        trace.end(context.replay, None)
+    else:
+        context.trace = trace
+    return context
+
+
+async def _open_stream(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider,
+    policy: RetryPolicy,
+    cache: ResponseCache | None,
+    ttl: float | None,
+    trace: CallTrace | None,
+) -> StreamContext:
     started = time.perf_counter()
     key, hit = await _cache_lookup(core, cache, request, provider)
     if hit is not None:
@@ -560,6 +612,8 @@ async def stream_pipeline(
     name, model = request.provider, request.model
     transport = core._transport_of(provider) if provider.translates else None
     call = provider.prepare_stream(request) if transport is not None else None
+    if trace is not None and call is not None:
+        call = trace.outgoing(call)
 
     async def attempt(number: int) -> tuple[ChatChunk | None, Any]:
         opened: Effect[tuple[ChatChunk | None, Any]]
@@ -585,9 +639,10 @@ async def stream_pipeline(
         return first, chunks
 
     secrets = core._secrets_of(provider)
+    run = attempt if trace is None else trace.attempts(attempt, stream=True)
     try:
         (context.first, context.chunks), context.attempts = await _retrying(
-            core, (name, model), policy, attempt
+            core, (name, model), policy, run
         )
     except BaseException as exc:
         scrub_exception(exc, secrets)
@@ -626,6 +681,8 @@ async def stream_completed(core: BaseClient, context: StreamContext, stream: Any
         attempts=context.attempts,
         time_to_first_token=stream.time_to_first_token,
     )
+    if context.trace is not None:
+        context.trace.end(response, None)
 
 
 async def stream_failed(
@@ -643,11 +700,15 @@ async def stream_failed(
         error=f"{type(error).__name__}: {error}",
         request_id=stream.request_id,
     )
+    if context.trace is not None:
+        context.trace.end(None, error)
 
 
 async def stream_abandoned(core: BaseClient, context: StreamContext) -> None:
     """Closed by the caller before the end: charge the estimate, record nothing."""
     await Component(core.rate_limiter, "reconcile", (context.ticket, context.estimate))
+    if context.trace is not None:
+        context.trace.end(None, None)
 
 
 async def models_pipeline(
