@@ -41,6 +41,17 @@ def plugin_host() -> PluginHost:
     return PluginHost(entry_points=eps, environ={})
 
 
+@attrs.frozen
+class Point:
+    """One histogram data point, with its metric's unit."""
+
+    unit: str
+    attributes: dict[str, Any]
+    count: int
+    sum: float
+    explicit_bounds: Any
+
+
 class Telemetry:
     """An SDK tracer provider and meter provider with in-memory exporters."""
 
@@ -66,8 +77,7 @@ class Telemetry:
         return span
 
     def histograms(self) -> dict[str, list[Any]]:
-        """Metric name -> its histogram data points (``attributes``, ``count``, ``sum``,
-        ``explicit_bounds``, ``bucket_counts``), with the metric's unit as ``.unit``."""
+        """Metric name -> its histogram data points."""
         out: dict[str, list[Any]] = {}
         data = self.reader.get_metrics_data()
         if data is None:
@@ -75,10 +85,10 @@ class Telemetry:
         for resource in data.resource_metrics:
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
-                    points = list(metric.data.data_points)
-                    for point in points:
-                        point.unit = metric.unit  # type: ignore[attr-defined]
-                    out.setdefault(metric.name, []).extend(points)
+                    out.setdefault(metric.name, []).extend(
+                        Point(metric.unit, dict(p.attributes), p.count, p.sum, p.explicit_bounds)
+                        for p in metric.data.data_points
+                    )
         return out
 
     def shutdown(self) -> None:
