@@ -13,7 +13,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from chatcore._redact import redact
+from chatcore._redact import KnownSecrets, redact
 from chatcore._tracing import TracedCall
 from chatcore.models import ChatRequest, ChatResponse
 from chatcore_opentelemetry import conventions as sc
@@ -175,6 +175,9 @@ class OpenTelemetryTracer:
         )
         #: base URL -> (server.address, server.port); a client has a few providers.
         self._servers: dict[str, tuple[str | None, int | None]] = {}
+        #: (model id, provider secrets) -> the model id redacted (a model name that holds
+        #: a secret is masked).
+        self._models: dict[tuple[str, KnownSecrets], str] = {}
 
     def _server_of(self, base_url: str) -> tuple[str | None, int | None]:
         found = self._servers.get(base_url)
@@ -187,7 +190,12 @@ class OpenTelemetryTracer:
     def start(self, call: TracedCall) -> CallSpan:
         """Open the call's span (a child of whatever span is current in the caller)."""
         request = call.request
-        model = redact(request.model, call.secrets)
+        key = (request.model, call.secrets)
+        model = self._models.get(key)
+        if model is None:
+            model = redact(request.model, call.secrets)
+            if len(self._models) < 1024:
+                self._models[key] = model
         common: dict[str, Any] = {
             sc.GEN_AI_OPERATION_NAME: call.operation,
             sc.GEN_AI_PROVIDER_NAME: sc.provider_name(request.provider),
@@ -198,20 +206,20 @@ class OpenTelemetryTracer:
             common[sc.SERVER_ADDRESS] = address
             if port is not None:
                 common[sc.SERVER_PORT] = port
+        attributes = _request_attributes(request)
+        attributes.update(common)
+        attributes[sc.CHATCORE_PROVIDER] = request.provider
         span = self.tracer.start_span(
             f"{call.operation} {model}",
             kind=SpanKind.CLIENT,
-            attributes=common,
+            attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
         )
-        if span.is_recording():
-            span.set_attributes(_request_attributes(request))
-            span.set_attribute(sc.CHATCORE_PROVIDER, request.provider)
-            if self.capture_content:
-                span.set_attribute(
-                    sc.GEN_AI_INPUT_MESSAGES, input_messages(request.messages, call.secrets)
-                )
+        if self.capture_content and span.is_recording():  # never serialized for nothing
+            span.set_attribute(
+                sc.GEN_AI_INPUT_MESSAGES, input_messages(request.messages, call.secrets)
+            )
         return CallSpan(self, call, span, common)
 
 
