@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/chatcore-openai plugins/chatcore-huggingface plugins/chatcore-anthropic plugins/chatcore-prometheus plugins/chatcore-redis
+PLUGINS := plugins/chatcore-openai plugins/chatcore-huggingface plugins/chatcore-anthropic plugins/chatcore-prometheus plugins/chatcore-redis plugins/chatcore-opentelemetry
+# plugins installed with their `test` extra (what their tests need, e.g. the OpenTelemetry SDK)
+WITH_TEST_EXTRA := plugins/chatcore-opentelemetry
 STAMP := $(VENV)/.chatcore-installed
 
 .PHONY: demo test venv lint type check clean mutation
@@ -11,7 +13,9 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# core and plugins in one pip call, as editables: pip never fetches chatcore from an index
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(PLUGINS))
+	$(BIN)/python -m pip install --quiet -e '.[dev]' \
+		$(addprefix -e ,$(filter-out $(WITH_TEST_EXTRA),$(PLUGINS))) \
+		$(foreach p,$(WITH_TEST_EXTRA),-e '$(p)[test]')
 	touch $(STAMP)
 
 venv: $(STAMP)

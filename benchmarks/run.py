@@ -227,6 +227,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _keep_otel_section(doc: Path, text: str) -> str:
+    """``text`` with the section ``benchmarks/otel_overhead.py`` wrote in ``doc`` kept."""
+    from benchmarks.otel_overhead import END, START
+
+    old = doc.read_text() if doc.exists() else ""
+    if START not in old or END not in old:
+        return text
+    section = START + old.split(START, 1)[1].split(END, 1)[0] + END
+    return text.rstrip("\n") + "\n\n" + section + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = dict(MODES[args.mode])
@@ -458,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report.markdown(results)
     if not args.no_doc:
         Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
+        text = _keep_otel_section(Path(args.doc), text)
         Path(args.doc).write_text(text)
         log(f"wrote {args.doc}")
     log(f"wrote {out_dir}/results.json ({results['elapsed_s']:.0f} s in all)")

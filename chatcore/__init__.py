@@ -103,6 +103,7 @@ if TYPE_CHECKING:
         run_tools,
         tool_from_function,
     )
+    from chatcore._tracing import TracedCall
 
 #: Names imported on first access (PEP 562): they pull in modules that ``import chatcore``
 #: does not need (the cache's cachetools, the health server's http.server).
@@ -132,6 +133,7 @@ _LAZY = {
     "ToolCallRecord": "chatcore._tools",
     "ToolLoopError": "chatcore._tools",
     "ToolRun": "chatcore._tools",
+    "TracedCall": "chatcore._tracing",
     "run_tools": "chatcore._tools",
     "tool_from_function": "chatcore._tools",
 }
@@ -231,6 +233,7 @@ __all__ = [
     "ToolCallRecord",
     "ToolLoopError",
     "ToolRun",
+    "TracedCall",
     "UnprocessableEntityError",
     "Usage",
     "user_message_with_images",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import attrs
 
 from chatcore._limits import InMemoryRateLimiter, NullRateLimiter
-from chatcore._log import logger, register_secrets
+from chatcore._log import log_failure_once, logger, register_secrets
 from chatcore._metrics import InMemoryMetrics, RequestEvent
 from chatcore._plugins import PluginHost, get_plugin_host
 from chatcore._redact import KnownSecrets, usable_secrets
@@ -30,6 +30,7 @@ from chatcore._routes import (
 )
 from chatcore._settings import Settings, load_settings
 from chatcore._stream import chunks_from_response
+from chatcore._tracing import Tracing
 from chatcore._validate import build_request, is_number, show, split_model
 from chatcore.exceptions import ConfigurationError, ValidationError, provider_hint
 from chatcore.models import ChatRequest, ChatResponse
@@ -70,6 +71,7 @@ class BaseClient:
         cache_ttl: float | None = None,
         cache_maxsize: int | None = None,
         metrics_sinks: Iterable[Any] = (),
+        tracers: Iterable[Any] = (),
         max_total_chars: int | None = None,
         max_request_bytes: int | None = None,
         max_messages: int | None = None,
@@ -180,6 +182,10 @@ class BaseClient:
             *metrics_sinks,
             *plugin_host.metrics_sinks(s),
         )
+        #: Tracers told about each call as it starts, runs and ends (``tracers=``, then
+        #: the ``chatcore_tracers`` hook's); none: the pipeline makes no trace at all.
+        self.tracers: tuple[Any, ...] = (*tracers, *plugin_host.tracers(s))
+        self._tracing = Tracing(self.tracers) if self.tracers else None
         self.max_total_chars = s.max_total_chars
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
@@ -536,15 +542,7 @@ class BaseClient:
 
     def _sink_failed(self, sink: Any, exc: BaseException) -> None:
         """Log a failing sink once (per sink object), then stay quiet."""
-        key = id(sink)
-        if key in self._failed_sinks:
-            return
-        self._failed_sinks.add(key)
-        logger.error(
-            "metrics sink {sink} failed and will not be reported again: {error}",
-            sink=type(sink).__name__,
-            error=f"{type(exc).__name__}: {exc}",
-        )
+        log_failure_once(self._failed_sinks, sink, "metrics sink", exc)
 
 
 def _check_providers_installed(

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from chatcore._redact import redact
 
-__all__ = ["configure_logging", "logger", "register_secrets"]
+__all__ = ["configure_logging", "log_failure_once", "logger", "register_secrets"]
 
 _secrets: frozenset[str] = frozenset()
 _secrets_lock = threading.Lock()
@@ -126,3 +126,18 @@ def configure_logging(
         format=("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level:<7} | {name} | {message} | {extra}"),
     )
     return handler
+
+
+def log_failure_once(seen: set[int], component: Any, what: str, exc: BaseException) -> None:
+    """Log at ``ERROR`` that ``component`` (a metrics sink, a tracer: ``what``) failed,
+    once per object (``seen`` holds the ids already reported), then stay quiet."""
+    key = id(component)
+    if key in seen:
+        return
+    seen.add(key)
+    logger.error(
+        "{what} {name} failed and will not be reported again: {error}",
+        what=what,
+        name=type(component).__name__,
+        error=f"{type(exc).__name__}: {exc}",
+    )

@@ -20,7 +20,13 @@ import attrs
 
 from chatcore._deadline import call_deadline
 from chatcore._log import logger, logging_on
-from chatcore._redact import KnownSecrets, mask_secrets, may_hold_secret, scrub_exception
+from chatcore._redact import (
+    KnownSecrets,
+    mask_secrets,
+    may_hold_secret,
+    scrub_exception,
+    usable_secrets,
+)
 from chatcore._routes import Deployment, Route
 from chatcore.exceptions import APIError
 from chatcore.models import ChatChunk, ChatRequest, ChatResponse
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
     from chatcore._cache import ResponseCache
     from chatcore._retry import RetryPolicy
     from chatcore._routed import RoutePlan
+    from chatcore._tracing import CallTrace
     from chatcore.provider import HttpCall, ModelInfo, Provider
 
 __all__ = [
@@ -505,6 +512,24 @@ def _fixed_or_plan(
     return make_target(core, request, provider, stream), None
 
 
+def _start_trace(
+    core: BaseClient, request: ChatRequest, provider: Provider | Route
+) -> CallTrace | None:
+    """The call's trace when the client has tracers and one of them follows the call (a
+    routed call's: no base URL yet, every deployment's secrets)."""
+    tracing = core._tracing
+    if tracing is None:
+        return None
+    if isinstance(provider, Route):
+        secrets = usable_secrets(
+            value
+            for deployment in provider.deployments
+            for value in core._secrets_of(core.deployment_provider(deployment)).values
+        )
+        return tracing.start(request, "", secrets)
+    return tracing.start(request, provider.base_url, core._secrets_of(provider))
+
+
 async def chat_pipeline(
     core: BaseClient,
     request: ChatRequest,
@@ -514,7 +539,23 @@ async def chat_pipeline(
     ttl: float | None = None,
 ) -> ChatResponse:
     """cache -> rate limit -> retry(send) -> record, for one validated request (to
-    ``provider``, or through a route: each attempt to the deployment it picks)."""
+    ``provider``, or through a route: each attempt to the deployment it picks; traced when
+    the client has tracers)."""
+    trace = _start_trace(core, request, provider)
+    if trace is None:
+        return await _chat(core, request, provider, policy, cache, ttl, None)
+    return await trace.around(_chat(core, request, provider, policy, cache, ttl, trace))
+
+
+async def _chat(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider | Route,
+    policy: RetryPolicy,
+    cache: ResponseCache | None,
+    ttl: float | None,
+    trace: CallTrace | None,
+) -> ChatResponse:
     started = time.perf_counter()
     direct = None if isinstance(provider, Route) else provider
     key, hit = await _cache_lookup(core, cache, request, direct)
@@ -539,6 +580,8 @@ async def chat_pipeline(
     async def attempt(number: int) -> tuple[ChatResponse, Target]:
         target, ticket = await _next_target(fixed, plan)
         call = target.call
+        if trace is not None and call is not None:
+            call = trace.outgoing(call)
         send: Effect[Any]
         if call is not None:
             send = Send(target.transport, call, target.request.model, deadline)
@@ -582,8 +625,9 @@ async def chat_pipeline(
             model=lambda: model,
             body=lambda: request.to_openai_dict(),
         )
+    run = attempt if trace is None else trace.attempts(attempt)
     try:
-        (response, target), attempts = await _retrying(core, (name, model), policy, attempt, plan)
+        (response, target), attempts = await _retrying(core, (name, model), policy, run, plan)
     except BaseException as exc:
         _failed(core, request, started, exc, fixed, plan)
         raise
@@ -675,6 +719,8 @@ class StreamContext:
     #: Where the stream was opened (for a route: the deployment it picked).
     target: Target | None = None
     plan: RoutePlan | None = None
+    #: The call's trace, ended when the stream ends (``None``: not traced).
+    trace: CallTrace | None = None
 
     @property
     def provider(self) -> Provider | None:
@@ -697,7 +743,29 @@ async def stream_pipeline(
 ) -> StreamContext:
     """cache -> rate limit -> retry(open until the first chunk): the stream's context, from
     which the client builds its (sync or async) stream object. Through a route, a stream
-    moves to another deployment only before its first chunk."""
+    moves to another deployment only before its first chunk. A traced stream's trace ends
+    with the stream (``stream_completed``/``_failed``/``_abandoned``)."""
+    trace = _start_trace(core, request, provider)
+    if trace is None:
+        return await _open_stream(core, request, provider, policy, cache, ttl, None)
+    work = _open_stream(core, request, provider, policy, cache, ttl, trace)
+    context = await trace.around(work, end=False)
+    if context.replay is not None:
+        trace.end(context.replay, None)
+    else:
+        context.trace = trace
+    return context
+
+
+async def _open_stream(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider | Route,
+    policy: RetryPolicy,
+    cache: ResponseCache | None,
+    ttl: float | None,
+    trace: CallTrace | None,
+) -> StreamContext:
     started = time.perf_counter()
     direct = None if isinstance(provider, Route) else provider
     key, hit = await _cache_lookup(core, cache, request, direct)
@@ -718,10 +786,13 @@ async def stream_pipeline(
         target, ticket = await _next_target(fixed, plan)
         opened: Effect[tuple[ChatChunk | None, Any]]
         sent = target.request
-        if target.call is not None:
+        call = target.call
+        if trace is not None and call is not None:
+            call = trace.outgoing(call)
+        if call is not None:
             opened = OpenStream(
                 target.transport,
-                target.call,
+                call,
                 sent.model,
                 lambda head: target.provider.stream_decoder(sent, head),
                 deadline,
@@ -748,9 +819,10 @@ async def stream_pipeline(
         context.request = sent
         return first, chunks
 
+    run = attempt if trace is None else trace.attempts(attempt, stream=True)
     try:
         (context.first, context.chunks), context.attempts = await _retrying(
-            core, (request.provider, request.model), policy, attempt, plan
+            core, (request.provider, request.model), policy, run, plan
         )
     except BaseException as exc:
         _failed(core, request, started, exc, fixed, plan, "stream")
@@ -794,6 +866,8 @@ async def stream_completed(core: BaseClient, context: StreamContext, stream: Any
         time_to_first_token=stream.time_to_first_token,
         deployment=context.target.deployment if context.target is not None else None,
     )
+    if context.trace is not None:
+        context.trace.end(response, None)
 
 
 async def stream_failed(
@@ -816,11 +890,15 @@ async def stream_failed(
         error=f"{type(error).__name__}: {error}",
         request_id=stream.request_id,
     )
+    if context.trace is not None:
+        context.trace.end(None, error)
 
 
 async def stream_abandoned(core: BaseClient, context: StreamContext) -> None:
     """Closed by the caller before the end: charge the estimate, record nothing."""
     await _stream_ended(core, context, context.estimate)
+    if context.trace is not None:
+        context.trace.end(None, None)
 
 
 async def models_pipeline(

@@ -255,15 +255,24 @@ class PluginHost:
 
     def metrics_sinks(self, settings: Any) -> list[Any]:
         """All plugins' metrics sinks, flattened."""
-        sinks: list[Any] = []
-        for result in self.pm.hook.chatcore_metrics_sinks(settings=settings):
-            if result:
-                sinks.extend(result)
-        return sinks
+        return _flattened(self.pm.hook.chatcore_metrics_sinks(settings=settings))
+
+    def tracers(self, settings: Any) -> list[Any]:
+        """All plugins' tracers, flattened."""
+        return _flattened(self.pm.hook.chatcore_tracers(settings=settings))
 
     def records(self) -> list[PluginRecord]:
         """A record per plugin, built-ins first, then by name."""
         return sorted(self._records.values(), key=lambda r: (not r.builtin, r.name))
+
+
+def _flattened(results: Iterable[Any]) -> list[Any]:
+    """The items of a collecting hook's results (``None`` and empty results skipped)."""
+    out: list[Any] = []
+    for result in results:
+        if result:
+            out.extend(result)
+    return out
 
 
 def _core_version() -> str:

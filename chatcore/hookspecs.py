@@ -32,6 +32,7 @@ __all__ = [
     "chatcore_providers",
     "chatcore_rate_limiter",
     "chatcore_retry_policy",
+    "chatcore_tracers",
     "hookimpl",
     "hookspec",
 ]
@@ -114,5 +115,29 @@ def chatcore_metrics_sinks(settings: Any) -> Iterable[Any]:
         @hookimpl
         def chatcore_metrics_sinks(settings):
             return [StatsdSink("127.0.0.1", 8125)]
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def chatcore_tracers(settings: Any) -> Iterable[Any]:
+    """Return tracers for a client built with ``settings``: objects whose
+    ``start(call)`` is called when a ``chat()`` or ``stream()`` call begins (after
+    validation, before the cache) with a :class:`chatcore.TracedCall`, and returns a
+    per-call handle or ``None`` (not traced). Results of all plugins are collected.
+
+    The handle's methods, each called in its own guard (a failing tracer never fails a
+    request): ``activate()`` (a context manager entered around the call's cache lookup,
+    rate limiting, attempts and waits, in the caller's thread or task: make the call's
+    span current there), ``headers()`` (extra HTTP headers for the provider call, or
+    ``None``), ``attempt_started(number)``, ``attempt_ended(number, error)``,
+    ``first_chunk()`` (streams), and ``end(response, error)`` once at the end (both
+    ``None``: a stream closed before its end).
+
+    Example::
+
+        @hookimpl
+        def chatcore_tracers(settings):
+            return [MyTracer()]
     """
     raise NotImplementedError

@@ -721,3 +721,68 @@ name = "west"
     )
     assert "east" in table.stdout and "ready" in table.stdout
     assert "SECRET" not in table.stdout + run.stdout + table.stderr + run.stderr
+
+
+# --------------------------------------------------------------------------------------
+# Tracing
+
+
+def test_a_tracer_sees_each_attempt_of_a_routed_call_and_its_headers_reach_every_deployment(
+    make, servers
+):
+    from chatcore._tracing import TracedCall
+
+    class Handle:
+        def __init__(self) -> None:
+            self.log: list[Any] = []
+            self.response: Any = None
+
+        def activate(self) -> Any:
+            import contextlib
+
+            return contextlib.nullcontext()
+
+        def headers(self) -> dict[str, str]:
+            return {"x-trace-id": "t-1"}
+
+        def attempt_started(self, number: int) -> None:
+            self.log.append(("start", number))
+
+        def attempt_ended(self, number: int, error: BaseException | None) -> None:
+            self.log.append(("end", number, type(error).__name__ if error else None))
+
+        def first_chunk(self) -> None:
+            self.log.append("first_chunk")
+
+        def end(self, response: Any, error: BaseException | None) -> None:
+            self.response = response
+
+    handles: list[Handle] = []
+
+    class Tracer:
+        def start(self, call: TracedCall) -> Handle:
+            assert KEYS["a"] not in repr(call)
+            handles.append(Handle())
+            return handles[-1]
+
+    servers["a"].enqueue(Reply.error(503, "busy"))
+    client = make(
+        {
+            "main": {
+                "strategy": "ordered",
+                "deployments": [deployment(servers, "a"), deployment(servers, "b")],
+            }
+        },
+        tracers=[Tracer()],
+    )
+    client.chat("route:main", "Hi")
+    (handle,) = handles
+    assert handle.log == [
+        ("start", 1),
+        ("end", 1, "ServiceUnavailableError"),
+        ("start", 2),
+        ("end", 2, None),
+    ]
+    assert handle.response.deployment == "route:main/b"
+    assert servers["a"].last_request.header("x-trace-id") == "t-1"
+    assert servers["b"].last_request.header("x-trace-id") == "t-1"
