@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import attrs
 
 from chatcore._deadline import call_deadline
+from chatcore._estimate import estimate_prompt_tokens, heuristic_tokens, limits_tokens
 from chatcore._log import logger, logging_on
 from chatcore._redact import mask_secrets, may_hold_secret, scrub_exception
 from chatcore.exceptions import APIError
@@ -42,6 +43,8 @@ __all__ = [
 
 T = TypeVar("T")
 _END = object()
+#: What an abandoned stream is settled with: unfinished, so charged its reservation.
+_UNFINISHED = RuntimeError("the stream was closed before its end")
 
 
 # --------------------------------------------------------------------------------------
@@ -291,11 +294,14 @@ async def run_async(coro: Coroutine[Any, Any, T]) -> T:
 # The stages
 
 
-def estimate_tokens(request: ChatRequest) -> int:
-    """A cheap token estimate for rate limiting: ~4 characters a token plus the output cap."""
-    chars = sum(len(m.text) for m in request.messages)
+def estimate_tokens(request: ChatRequest, limiter: Any = None) -> int:
+    """A token estimate for rate limiting: the prompt plus the output cap. The prompt is
+    counted (tiktoken for OpenAI-family models when installed, see chatcore._estimate)
+    only for a limiter with token limits; others get the cheap ~4 characters a token."""
     out = request.max_completion_tokens or request.max_tokens or 0
-    return chars // 4 + 1 + out
+    if limiter is not None and not limits_tokens(limiter):
+        return sum(heuristic_tokens(m.text) for m in request.messages) + 1 + out
+    return estimate_prompt_tokens(request) + out
 
 
 def _updated(response: ChatResponse, **changes: Any) -> ChatResponse:
@@ -420,6 +426,80 @@ async def chat_pipeline(
     policy: RetryPolicy,
     cache: ResponseCache | None = None,
     ttl: float | None = None,
+    *,
+    route: str | None = None,
+    budget_key: str | None = None,
+) -> ChatResponse:
+    """budget -> cache -> rate limit -> retry(send) -> record, for one validated request:
+    the call's worst case is reserved in every budget that applies (refused with
+    ``BudgetExceededError`` before anything is sent), and reconciled with its cost."""
+    booking = await _reserve_budget(core, request, route, budget_key)
+    if booking is None:
+        return await _chat_pipeline(core, request, provider, policy, cache, ttl)
+    try:
+        response = await _chat_pipeline(core, request, provider, policy, cache, ttl)
+    except BaseException as exc:
+        await _settle_budget(core, booking, exc, None)
+        raise
+    await _settle_budget(core, booking, None, response.cost)
+    return response
+
+
+async def _reserve_budget(
+    core: BaseClient, request: ChatRequest, route: str | None, budget_key: str | None
+) -> Any:
+    """Reserve the call's worst case in its budgets (``None``: no budget applies)."""
+    budgets = core.budgets
+    if budgets is None:
+        return None
+    from chatcore._budget import check_budget_key, output_cap, to_nanos
+
+    charges = budgets.charges(request.provider, request.model, route, check_budget_key(budget_key))
+    if not charges:
+        return None
+    worst = core.pricing.worst_case(request, estimate_prompt_tokens(request), output_cap(request))
+    return await Component(budgets.store, "reserve", (charges, to_nanos(worst)))
+
+
+async def _settle_budget(
+    core: BaseClient, booking: Any, error: BaseException | None, cost: Any
+) -> None:
+    """Replace a reservation by what the call is charged (a store failure is logged)."""
+    from chatcore._budget import settle_amount
+
+    assert core.budgets is not None
+    try:
+        actual = settle_amount(error, booking.amount, cost)
+        await Component(core.budgets.store, "settle", (booking, actual))
+    except Exception as exc:  # bookkeeping never fails a call that already happened
+        logger.warning("budget settle failed: {error}", error=f"{type(exc).__name__}: {exc}")
+
+
+def _priced(core: BaseClient, request: ChatRequest, response: ChatResponse) -> ChatResponse:
+    """``response`` with its ``cost`` (``None`` when unknown)."""
+    try:
+        cost = core.pricing.cost(request, response)
+    except Exception:  # odd usage numbers: unknown, never a failed call
+        cost = None
+    return _updated(response, cost=cost) if cost is not None else response
+
+
+def _cached_cost(core: BaseClient, request: ChatRequest, hit: ChatResponse) -> dict[str, Any]:
+    """The cost fields of an answer from chatcore's cache: nothing spent, and what the
+    call would have cost."""
+    from chatcore._cost import ZERO
+
+    saved = _priced(core, request, hit).cost
+    return {"cost": ZERO, "saved_cost": saved}
+
+
+async def _chat_pipeline(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider,
+    policy: RetryPolicy,
+    cache: ResponseCache | None = None,
+    ttl: float | None = None,
 ) -> ChatResponse:
     """cache -> rate limit -> retry(send) -> record, for one validated request."""
     started = time.perf_counter()
@@ -431,12 +511,13 @@ async def chat_pipeline(
             cached=True,
             attempts=0,
             latency=time.perf_counter() - started,
+            **_cached_cost(core, request, hit),
         )
         core._record(request, started, response=hit, attempts=0)
         return hit
     deadline = _deadline(policy)
     limiter = core.rate_limiter
-    estimate = estimate_tokens(request)
+    estimate = estimate_tokens(request, limiter)
     name, model = request.provider, request.model
     transport = core._transport_of(provider) if provider.translates else None
     call = provider.prepare_chat(request) if transport is not None else None
@@ -510,6 +591,7 @@ async def chat_pipeline(
             request_id=response.request_id,
             status=200,
         )
+    response = _priced(core, request, response)
     await _cache_store(core, cache, key, response, ttl)
     core._record(request, started, response=response, attempts=attempts)
     return response
@@ -534,6 +616,8 @@ class StreamContext:
     chunks: Any = None
     #: A cache hit replayed as a stream.
     replay: ChatResponse | None = None
+    #: The call's budget reservation (settled when the stream ends).
+    booking: Any = None
 
 
 async def stream_pipeline(
@@ -543,19 +627,49 @@ async def stream_pipeline(
     policy: RetryPolicy,
     cache: ResponseCache | None = None,
     ttl: float | None = None,
+    *,
+    route: str | None = None,
+    budget_key: str | None = None,
 ) -> StreamContext:
-    """cache -> rate limit -> retry(open until the first chunk): the stream's context, from
-    which the client builds its (sync or async) stream object."""
+    """budget -> cache -> rate limit -> retry(open until the first chunk): the stream's
+    context, from which the client builds its (sync or async) stream object. The budget
+    reservation is settled when the stream ends (with its cost when it completes)."""
+    booking = await _reserve_budget(core, request, route, budget_key)
+    if booking is None:
+        return await _stream_pipeline(core, request, provider, policy, cache, ttl)
+    try:
+        context = await _stream_pipeline(core, request, provider, policy, cache, ttl)
+    except BaseException as exc:
+        await _settle_budget(core, booking, exc, None)
+        raise
+    if context.replay is not None:
+        await _settle_budget(core, booking, None, context.replay.cost)
+    else:
+        context.booking = booking
+    return context
+
+
+async def _stream_pipeline(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider,
+    policy: RetryPolicy,
+    cache: ResponseCache | None = None,
+    ttl: float | None = None,
+) -> StreamContext:
+    """cache -> rate limit -> retry(open until the first chunk)."""
     started = time.perf_counter()
     key, hit = await _cache_lookup(core, cache, request, provider)
     if hit is not None:
-        replay = attrs.evolve(hit, provider=request.provider, cached=True)
+        replay = attrs.evolve(
+            hit, provider=request.provider, cached=True, **_cached_cost(core, request, hit)
+        )
         core._record(request, started, response=replay, attempts=0)
         return StreamContext(request, started, replay=replay)
     deadline = _deadline(policy)
     limiter = core.rate_limiter
     context = StreamContext(
-        request, started, estimate_tokens(request), cache=cache, key=key, ttl=ttl
+        request, started, estimate_tokens(request, limiter), cache=cache, key=key, ttl=ttl
     )
     name, model = request.provider, request.model
     transport = core._transport_of(provider) if provider.translates else None
@@ -599,6 +713,10 @@ async def stream_pipeline(
 async def stream_completed(core: BaseClient, context: StreamContext, stream: Any) -> None:
     """A stream ran to its end: settle the grant with its usage, cache it, record it."""
     response = stream.response
+    if response is not None:
+        response = stream.response = _priced(core, context.request, response)
+    if context.booking is not None:
+        await _settle_budget(core, context.booking, None, getattr(response, "cost", None))
     usage = response.usage if response is not None else None
     await Component(
         core.rate_limiter,
@@ -633,6 +751,8 @@ async def stream_failed(
 ) -> None:
     """A stream broke after its first chunk: charge the estimate, record the failure."""
     await Component(core.rate_limiter, "reconcile", (context.ticket, context.estimate))
+    if context.booking is not None:
+        await _settle_budget(core, context.booking, error, None)
     request = context.request
     core._record(request, context.started, error=error, attempts=context.attempts)
     logger.warning(
@@ -648,6 +768,8 @@ async def stream_failed(
 async def stream_abandoned(core: BaseClient, context: StreamContext) -> None:
     """Closed by the caller before the end: charge the estimate, record nothing."""
     await Component(core.rate_limiter, "reconcile", (context.ticket, context.estimate))
+    if context.booking is not None:  # the provider may have billed what it generated
+        await _settle_budget(core, context.booking, _UNFINISHED, None)
 
 
 async def models_pipeline(
