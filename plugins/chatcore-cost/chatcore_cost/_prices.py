@@ -116,7 +116,7 @@ def _top(price: Any) -> Decimal:
     """A flat price, or the highest of a tiered one's."""
     if isinstance(price, Decimal):
         return price
-    return max([price.base, *(tier.price for tier in price.tiers)])
+    return Decimal(max([price.base, *(tier.price for tier in price.tiers)]))
 
 
 def _as_rates(model_price: Any) -> Rates | None:
