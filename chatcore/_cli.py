@@ -16,6 +16,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from chatcore._spend import add_spend_parser, cmd_spend
+
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_PROVIDER = 4
@@ -89,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     from chatcore._scaffold import add_new_plugin_parser
 
     add_new_plugin_parser(sub)
+    add_spend_parser(sub)
     return parser
 
 
@@ -318,6 +321,7 @@ _COMMANDS = {
     "serve-health": cmd_serve_health,
     "demo": cmd_demo,
     "new-plugin": _cmd_new_plugin,
+    "spend": cmd_spend,
 }
 
 
