@@ -15,7 +15,6 @@ the Redis one (``chatcore-redis``, Lua) do exact integer arithmetic.
 
 from __future__ import annotations
 
-import calendar
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -74,9 +73,14 @@ def window_of(period: str, now: float) -> tuple[int, int]:
         start = t - t % 86400
         return start, start + 86400
     tm = time.gmtime(t)
-    start = calendar.timegm((tm.tm_year, tm.tm_mon, 1, 0, 0, 0))
-    year, month = (tm.tm_year + 1, 1) if tm.tm_mon == 12 else (tm.tm_year, tm.tm_mon + 1)
-    return start, calendar.timegm((year, month, 1, 0, 0, 0))
+    start = t - ((tm.tm_mday - 1) * 86400 + tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec)
+    return start, start + 86400 * _month_days(tm.tm_year, tm.tm_mon)
+
+
+def _month_days(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
 
 
 @attrs.frozen
@@ -295,12 +299,30 @@ class Budgets:
     ) -> None:
         self.budgets = tuple(budgets)
         self.store: Any = InMemoryBudgetStore() if store is None else store
+        #: The store is this process's memory (called directly, not as a pipeline effect).
+        self.in_process = type(self.store) is InMemoryBudgetStore
         self.clock = clock
         self._client = [b for b in self.budgets if b.scope == "client"]
         self._by_scope: dict[str, list[Budget]] = {}
         for budget in self.budgets:
             if budget.scope != "client":
                 self._by_scope.setdefault(budget.scope, []).append(budget)
+        #: (provider, model, route, key) -> (the earliest window end, the charges)
+        self._charges: dict[tuple[str, str, str | None, str | None], tuple[int, Any]] = {}
+
+    def charges_of(self, request: Any, route: str | None, key: Any) -> tuple[Charge, ...]:
+        """:meth:`charges` of a request (``key``: the caller's ``budget_key``, checked)."""
+        return self.charges(request.provider, request.model, route, check_budget_key(key))
+
+    @staticmethod
+    def output_cap(request: Any) -> int:
+        """See :func:`output_cap`."""
+        return output_cap(request)
+
+    @staticmethod
+    def settle_amount(error: BaseException | None, reserved: int, cost: Decimal | None) -> int:
+        """See :func:`settle_amount`."""
+        return settle_amount(error, reserved, cost)
 
     def charges(
         self,
@@ -310,8 +332,21 @@ class Budgets:
         key: str | None = None,
     ) -> tuple[Charge, ...]:
         """The budgets a call of ``provider:model`` (through ``route``, for ``key``)
-        counts against, in their current windows."""
+        counts against, in their current windows (remembered until one of them ends)."""
         now = self.clock()
+        call = (provider, model, route, key)
+        found_before = self._charges.get(call)
+        if found_before is not None and now < found_before[0]:
+            return found_before[1]  # type: ignore[no-any-return]
+        charges = self._charges_at(now, provider, model, route, key)
+        if len(self._charges) >= 4096:
+            self._charges.clear()
+        self._charges[call] = (min((c.ends for c in charges), default=2**62), charges)
+        return charges
+
+    def _charges_at(
+        self, now: float, provider: str, model: str, route: str | None, key: str | None
+    ) -> tuple[Charge, ...]:
         found: list[tuple[Budget, str]] = [(b, "client") for b in self._client]
         scopes = [provider, f"{provider}:{model}"]
         if route is not None:

@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -177,6 +177,7 @@ class Pricing:
         self.ttl = ttl
         self.clock = clock
         self._known: dict[tuple[str, str], tuple[float, Price | None]] = {}
+        self._factors: dict[Rates, tuple[Decimal, Decimal]] = {}
         self._lock = threading.Lock()
 
     def price_of(self, provider: str, model: str) -> Price | None:
@@ -214,6 +215,21 @@ class Pricing:
         if price is None:
             price = self.price_of(provider, request.model)
         return None if price is None else price.cost(usage)
+
+    def worst_case_nanos(self, request: ChatRequest, input_tokens: int, output_tokens: int) -> int:
+        """:meth:`worst_case` in whole nano-dollars, rounded up (what a budget reserves);
+        flat ``Rates`` take a cached integer-friendly path."""
+        price = self.price_of(request.provider, request.model)
+        if isinstance(price, Rates):
+            factors = self._factors.get(price)
+            if factors is None:
+                top_in = max(price.input, _rate(price.cache_write, price.input))
+                top_out = max(price.output, _rate(price.reasoning, price.output))
+                factors = self._factors[price] = (top_in * 1000, top_out * 1000)
+            nanos = input_tokens * factors[0] + output_tokens * factors[1]
+            return int(nanos.to_integral_value(rounding=ROUND_CEILING))
+        worst = self.worst_case(request, input_tokens, output_tokens)
+        return int((worst * 1_000_000_000).to_integral_value(rounding=ROUND_CEILING))
 
     def worst_case(self, request: ChatRequest, input_tokens: int, output_tokens: int) -> Decimal:
         """The most the call can cost, or raise :class:`ConfigurationError` when the

@@ -11,10 +11,7 @@ the test corpus never undercounts by more than :data:`MAX_UNDERCOUNT` (see docs/
 
 from __future__ import annotations
 
-import hashlib
 import os
-import string
-import tempfile
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +41,7 @@ _URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 
 _lock = threading.Lock()
 _encodings: dict[str, Any] = {}
+_names: dict[str, str] = {}
 
 
 def heuristic_tokens(text: str) -> int:
@@ -65,7 +63,7 @@ def heuristic_tokens(text: str) -> int:
 
 _HIGH_BYTES = bytes(range(128, 256))
 _DIGITS = b"0123456789"
-_PUNCTUATION = string.punctuation.encode("ascii")
+_PUNCTUATION = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"  # string.punctuation
 
 
 def _openai_family(provider: str, model: str) -> bool:
@@ -77,6 +75,9 @@ def _openai_family(provider: str, model: str) -> bool:
 def _cached_offline(name: str) -> bool:
     """Whether tiktoken can load encoding ``name`` without the network (its cache file
     exists, as tiktoken's ``read_file_cached`` names it)."""
+    import hashlib
+    import tempfile
+
     cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
     if cache_dir is None:
         cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
@@ -110,14 +111,18 @@ def encoding_for(provider: str, model: str) -> Any:
     ``None`` when tiktoken is not installed or has no encoding offline."""
     if not _openai_family(provider, model):
         return None
-    try:
-        import tiktoken.model
-    except ImportError:
-        return None
-    try:
-        name = tiktoken.model.encoding_name_for_model(model)
-    except KeyError:
-        name = "o200k_base"
+    name = _names.get(model)
+    if name is None:
+        try:
+            import tiktoken.model
+        except ImportError:
+            return None
+        try:
+            name = tiktoken.model.encoding_name_for_model(model)
+        except KeyError:
+            name = "o200k_base"
+        if len(_names) < 1024:
+            _names[model] = name
     found = _encodings.get(name, _encodings)
     if found is not _encodings:
         return found

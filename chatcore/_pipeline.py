@@ -452,25 +452,28 @@ async def _reserve_budget(
     budgets = core.budgets
     if budgets is None:
         return None
-    from chatcore._budget import check_budget_key, output_cap, to_nanos
-
-    charges = budgets.charges(request.provider, request.model, route, check_budget_key(budget_key))
+    charges = budgets.charges_of(request, route, budget_key)
     if not charges:
         return None
-    worst = core.pricing.worst_case(request, estimate_prompt_tokens(request), output_cap(request))
-    return await Component(budgets.store, "reserve", (charges, to_nanos(worst)))
+    prompt = estimate_prompt_tokens(request)
+    worst = core.pricing.worst_case_nanos(request, prompt, budgets.output_cap(request))
+    if budgets.in_process:  # never blocks: no effect needed under either driver
+        return budgets.store.reserve(charges, worst)
+    return await Component(budgets.store, "reserve", (charges, worst))
 
 
 async def _settle_budget(
     core: BaseClient, booking: Any, error: BaseException | None, cost: Any
 ) -> None:
     """Replace a reservation by what the call is charged (a store failure is logged)."""
-    from chatcore._budget import settle_amount
-
     assert core.budgets is not None
     try:
-        actual = settle_amount(error, booking.amount, cost)
-        await Component(core.budgets.store, "settle", (booking, actual))
+        budgets = core.budgets
+        actual = budgets.settle_amount(error, booking.amount, cost)
+        if budgets.in_process:
+            budgets.store.settle(booking, actual)
+        else:
+            await Component(budgets.store, "settle", (booking, actual))
     except Exception as exc:  # bookkeeping never fails a call that already happened
         logger.warning("budget settle failed: {error}", error=f"{type(exc).__name__}: {exc}")
 
