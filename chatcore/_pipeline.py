@@ -584,6 +584,7 @@ async def _chat_pipeline(
     if not clean:
         response = mask_secrets(response, secrets)
     response = _updated(response, provider=name, latency=latency, attempts=attempts)
+    response = _priced(core, request, response)
     if logging_on():
         logger.info(
             "chat {provider}:{model} ok in {latency_ms:.1f} ms",
@@ -593,8 +594,8 @@ async def _chat_pipeline(
             attempts=attempts,
             request_id=response.request_id,
             status=200,
+            cost=response.cost,
         )
-    response = _priced(core, request, response)
     await _cache_store(core, cache, key, response, ttl)
     core._record(request, started, response=response, attempts=attempts)
     return response
@@ -739,6 +740,7 @@ async def stream_completed(core: BaseClient, context: StreamContext, stream: Any
             attempts=context.attempts,
             request_id=stream.request_id,
             time_to_first_token=stream.time_to_first_token,
+            cost=getattr(response, "cost", None),
         )
     core._record(
         request,

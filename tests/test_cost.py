@@ -246,3 +246,24 @@ def test_chatcore_pricing_hook_supplies_prices_and_user_prices_win(server):
     ) as client:
         server.enqueue(Reply.chat("ok", usage=usage_body(1000, 100)))
         assert client.chat("wire:gpt-4o", "hi").cost == 0
+
+
+def test_the_request_log_record_carries_the_cost(make_client, server):
+    import io
+    import json
+
+    from loguru import logger as loguru_logger
+
+    sink = io.StringIO()
+    handler = chatcore.configure_logging("INFO", json=True, sink=sink)
+    try:
+        client = make_client(prices={"wire": {"input": 1, "output": 1}})
+        server.enqueue(Reply.chat("ok", usage=usage_body(600, 400)))
+        client.chat("wire:m", "hello")
+    finally:
+        chatcore.configure_logging(None)
+        assert handler is not None
+        loguru_logger.remove(handler)
+    records = [json.loads(line)["record"] for line in sink.getvalue().splitlines()]
+    (done,) = [r for r in records if r["message"].startswith("chat wire:m ok")]
+    assert done["extra"]["cost"] == "0.001"
