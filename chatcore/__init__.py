@@ -32,6 +32,7 @@ from chatcore.exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ChatcoreError,
     ConfigurationError,
     ConflictError,
@@ -72,6 +73,7 @@ from chatcore.provider import ModelInfo, Provider, ProviderSpec
 
 if TYPE_CHECKING:
     from chatcore._aclient import AsyncClient
+    from chatcore._budget import Budget, BudgetState, InMemoryBudgetStore
     from chatcore._cache import (
         CacheStats,
         InMemoryCache,
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
         freeze_for_cache,
         thaw_from_cache,
     )
+    from chatcore._cost import Rates
     from chatcore._health import HealthReport, ProviderHealth
     from chatcore._images import image_part, user_message_with_images
     from chatcore._metrics import PROMETHEUS_CONTENT_TYPE
@@ -110,6 +113,10 @@ _LAZY = {
     "AsyncChatStream": "chatcore._stream",
     "achat_structured": "chatcore._structured",
     "arun_tools": "chatcore._tools",
+    "Budget": "chatcore._budget",
+    "BudgetState": "chatcore._budget",
+    "InMemoryBudgetStore": "chatcore._budget",
+    "Rates": "chatcore._cost",
     "CacheStats": "chatcore._cache",
     "InMemoryCache": "chatcore._cache",
     "ResponseCache": "chatcore._cache",
@@ -159,6 +166,9 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "Budget",
+    "BudgetExceededError",
+    "BudgetState",
     "cache_key",
     "CacheStats",
     "chat_json",
@@ -179,6 +189,7 @@ __all__ = [
     "hookimpl",
     "image_part",
     "ImagePart",
+    "InMemoryBudgetStore",
     "InMemoryCache",
     "InMemoryMetrics",
     "InMemoryRateLimiter",
@@ -205,6 +216,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RateLimitExceeded",
+    "Rates",
     "RedirectError",
     "register_secrets",
     "RequestEvent",
