@@ -18,6 +18,7 @@ from chatcore_redis_testing import budget_worker
 import chatcore
 from chatcore._budget import Budget, Budgets, from_nanos, to_nanos
 from chatcore.exceptions import BudgetExceededError
+from chatcore.testing.server import Reply
 from chatcore_redis import RedisBudgetStore, chatcore_budget_store
 
 PRICES = {"wire": {"input": 2, "output": 8}}
@@ -152,3 +153,52 @@ def test_chatcore_budget_store_hook_switch(monkeypatch: Any, redis_url: str) -> 
     store = chatcore_budget_store(settings)
     assert isinstance(store, RedisBudgetStore)
     assert from_nanos(0) == 0
+
+
+def test_async_client_reserves_through_redis(redis_url: str, prefix: str, standin: Any) -> None:
+    from chatcore_redis_testing import TEST_KEY, WirePlugin
+
+    from chatcore._plugins import PluginHost
+
+    limit = Decimal("0.001")
+
+    class Counting(RedisBudgetStore):
+        calls = 0
+
+        async def areserve(self, charges: Any, amount: int) -> Any:
+            Counting.calls += 1
+            return await super().areserve(charges, amount)
+
+    async def main() -> list[Any]:
+        store = Counting(redis_url, prefix=prefix)
+        host = PluginHost(load_entry_points=False, plugins=[WirePlugin()], environ={})
+        async with chatcore.AsyncClient(
+            plugin_host=host,
+            providers={"wire": {"api_key": TEST_KEY, "base_url": standin.base_url}},
+            environ={},
+            budgets={"client": {"usd": str(limit)}},
+            prices=PRICES,
+            budget_store=store,
+        ) as client:
+            standin.enqueue(
+                *(
+                    Reply.chat(
+                        "ok", usage={"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+                    )
+                    for _ in range(40)
+                )
+            )
+            results = await asyncio.gather(
+                *(client.chat("wire:m", "hi", max_tokens=20) for _ in range(40)),
+                return_exceptions=True,
+            )
+            states = client.spend()
+        await store.aclose()
+        return [results, states]
+
+    results, (state,) = asyncio.run(main())
+    answered = [r for r in results if isinstance(r, chatcore.ChatResponse)]
+    assert all(isinstance(r, (chatcore.ChatResponse, BudgetExceededError)) for r in results)
+    assert 0 < len(answered) < 40 and Counting.calls == 40
+    assert len(standin.requests) == len(answered)
+    assert state.reserved == 0 and state.spent == sum(r.cost for r in answered) <= limit
