@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/chatcore-openai plugins/chatcore-huggingface plugins/chatcore-anthropic plugins/chatcore-prometheus plugins/chatcore-redis plugins/chatcore-opentelemetry
+# chatcore-cost depends on genai-prices, which needs Python 3.11
+PY311 := $(shell $(PYTHON) -c 'import sys; print(int(sys.version_info >= (3, 11)))' 2>/dev/null)
+PLUGINS := plugins/chatcore-openai plugins/chatcore-huggingface plugins/chatcore-anthropic plugins/chatcore-prometheus plugins/chatcore-redis plugins/chatcore-opentelemetry $(if $(filter 1,$(PY311)),plugins/chatcore-cost)
 # plugins installed with their `test` extra (what their tests need, e.g. the OpenTelemetry SDK)
 WITH_TEST_EXTRA := plugins/chatcore-opentelemetry
 STAMP := $(VENV)/.chatcore-installed

@@ -32,6 +32,7 @@ from chatcore.exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ChatcoreError,
     ConfigurationError,
     ConflictError,
@@ -73,6 +74,7 @@ from chatcore.provider import ModelInfo, Provider, ProviderSpec
 
 if TYPE_CHECKING:
     from chatcore._aclient import AsyncClient
+    from chatcore._budget import Budget, BudgetState, InMemoryBudgetStore
     from chatcore._cache import (
         CacheStats,
         InMemoryCache,
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
         freeze_for_cache,
         thaw_from_cache,
     )
+    from chatcore._cost import Rates
     from chatcore._health import HealthReport, ProviderHealth
     from chatcore._images import image_part, user_message_with_images
     from chatcore._metrics import PROMETHEUS_CONTENT_TYPE
@@ -112,6 +115,10 @@ _LAZY = {
     "AsyncChatStream": "chatcore._stream",
     "achat_structured": "chatcore._structured",
     "arun_tools": "chatcore._tools",
+    "Budget": "chatcore._budget",
+    "BudgetState": "chatcore._budget",
+    "InMemoryBudgetStore": "chatcore._budget",
+    "Rates": "chatcore._cost",
     "CacheStats": "chatcore._cache",
     "InMemoryCache": "chatcore._cache",
     "ResponseCache": "chatcore._cache",
@@ -162,6 +169,9 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "Budget",
+    "BudgetExceededError",
+    "BudgetState",
     "cache_key",
     "CacheStats",
     "chat_json",
@@ -182,6 +192,7 @@ __all__ = [
     "hookimpl",
     "image_part",
     "ImagePart",
+    "InMemoryBudgetStore",
     "InMemoryCache",
     "InMemoryMetrics",
     "InMemoryRateLimiter",
@@ -209,6 +220,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RateLimitExceeded",
+    "Rates",
     "RedirectError",
     "register_secrets",
     "RequestEvent",

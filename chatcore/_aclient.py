@@ -132,7 +132,10 @@ class AsyncClient(BaseClient):
 
             result = await achat_structured(self, model, messages, response_model, **params)
             return attrs.evolve(result.response, parsed=result.parsed)
-        return await run_async(chat_pipeline(self, *self._chat_request(model, messages, params)))
+        key = params.pop("budget_key", None)
+        return await run_async(
+            chat_pipeline(self, *self._chat_request(model, messages, params), budget_key=key)
+        )
 
     def stream(self, model: str, messages: Any, **params: Any) -> StreamOpener:
         """Stream a chat: ``async with client.stream(...) as stream`` (or
@@ -145,8 +148,10 @@ class AsyncClient(BaseClient):
         self, model: str, messages: Any, params: dict[str, Any]
     ) -> AsyncChatStream:
         self._check_loop()
+        params = dict(params)
+        key = params.pop("budget_key", None)
         context = await run_async(
-            stream_pipeline(self, *self._stream_request(model, messages, dict(params)))
+            stream_pipeline(self, *self._stream_request(model, messages, params), budget_key=key)
         )
         chunks, first, kwargs = self._stream_source(context)
         if context.replay is not None:

@@ -37,6 +37,7 @@ from chatcore.models import ChatRequest, ChatResponse
 from chatcore.provider import Provider, ProviderSpec, resolve_config
 
 if TYPE_CHECKING:
+    from chatcore._budget import BudgetState
     from chatcore._cache import ResponseCache
     from chatcore._health import HealthChecker, HealthServer
     from chatcore._pipeline import StreamContext
@@ -72,6 +73,9 @@ class BaseClient:
         cache_maxsize: int | None = None,
         metrics_sinks: Iterable[Any] = (),
         tracers: Iterable[Any] = (),
+        budgets: Any = None,
+        prices: Mapping[str, Any] | None = None,
+        budget_store: Any = None,
         max_total_chars: int | None = None,
         max_request_bytes: int | None = None,
         max_messages: int | None = None,
@@ -101,6 +105,8 @@ class BaseClient:
                 "max_total_chars": max_total_chars,
                 "max_request_bytes": max_request_bytes,
                 "max_messages": max_messages,
+                "budgets": budgets if isinstance(budgets, Mapping) else None,
+                "prices": prices,
             },
             environ=environ,
             config_path=config_path,
@@ -187,6 +193,12 @@ class BaseClient:
         self.tracers: tuple[Any, ...] = (*tracers, *plugin_host.tracers(s))
         self._tracing = Tracing(self.tracers) if self.tracers else None
         self.max_total_chars = s.max_total_chars
+        from chatcore._budget import cost_components
+
+        #: Prices (``client.pricing.price_of(provider, model)``) and budgets (or ``None``).
+        self.pricing, self.budgets = cost_components(
+            plugin_host, s, budgets, budget_store, self._owned
+        )
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._failed_sinks: set[int] = set()
@@ -295,6 +307,15 @@ class BaseClient:
         if len(self._secret_sets) < 64:  # a few providers per client; never unbounded
             self._secret_sets[id(provider)] = (provider, secrets)
         return secrets
+
+    # --- spend -----------------------------------------------------------------------
+
+    def spend(self, scope: str | None = None) -> list[BudgetState]:
+        """Each budget's state in its current period: spent, reserved by calls in flight,
+        remaining, when it resets (``scope``: only that scope's, e.g. ``"key:acme"``)."""
+        if self.budgets is None:
+            return []
+        return self.budgets.state() if scope is None else self.budgets.state_of(scope)
 
     # --- health ----------------------------------------------------------------------
 
@@ -496,6 +517,8 @@ class BaseClient:
                 attempts=attempts,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
+                cost=response.cost if response is not None else None,
+                saved_cost=response.saved_cost if response is not None else None,
                 cached_tokens=usage.cached_tokens if usage else None,
                 cache_creation_tokens=usage.cache_creation_tokens if usage else None,
                 reasoning_tokens=usage.reasoning_tokens if usage else None,

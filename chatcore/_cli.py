@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, TextIO, cast
 
+from chatcore._spend import add_spend_parser, cmd_spend
 from chatcore.exceptions import ConfigurationError, ValidationError
 
 EXIT_USAGE = 2
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     from chatcore._scaffold import add_new_plugin_parser
 
     add_new_plugin_parser(sub)
+    add_spend_parser(sub)
     return parser
 
 
@@ -290,6 +292,7 @@ _COMMANDS = {
     "routes": cmd_routes,
     "demo": cmd_demo,
     "new-plugin": _cmd_new_plugin,
+    "spend": cmd_spend,
 }
 
 

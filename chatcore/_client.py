@@ -70,7 +70,10 @@ class Client(BaseClient):
 
             result = chat_structured(self, model, messages, response_model, **params)
             return attrs.evolve(result.response, parsed=result.parsed)
-        return run_sync(chat_pipeline(self, *self._chat_request(model, messages, params)))
+        key = params.pop("budget_key", None)
+        return run_sync(
+            chat_pipeline(self, *self._chat_request(model, messages, params), budget_key=key)
+        )
 
     def run_tools(self, model: str, messages: Any, tools: Any, **kwargs: Any) -> ToolRun:
         """Run the tool loop: call the model with ``tools`` (Python callables), execute the
@@ -85,7 +88,10 @@ class Client(BaseClient):
         :class:`~chatcore.ChatChunk` (a context manager; ``.response`` and ``.text`` once
         exhausted). Retried like :meth:`chat` until the first chunk arrives; a failure
         after that raises :class:`~chatcore.StreamError` with the partial text."""
-        context = run_sync(stream_pipeline(self, *self._stream_request(model, messages, params)))
+        key = params.pop("budget_key", None)
+        context = run_sync(
+            stream_pipeline(self, *self._stream_request(model, messages, params), budget_key=key)
+        )
         chunks, first, kwargs = self._stream_source(context)
         if context.replay is not None:
             return ChatStream(chunks, first, **kwargs)

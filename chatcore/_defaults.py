@@ -45,3 +45,17 @@ def chatcore_cache(settings: Any) -> Any:
 def chatcore_metrics_sinks(settings: Any) -> list[Any]:
     """No extra sinks."""
     return []
+
+
+@hookimpl(trylast=True)
+def chatcore_pricing(settings: Any) -> None:
+    """No price source: only the user's own ``prices`` are known."""
+    return None
+
+
+@hookimpl(trylast=True)
+def chatcore_budget_store(settings: Any) -> Any:
+    """Budgets in this process's memory."""
+    from chatcore._budget import InMemoryBudgetStore
+
+    return InMemoryBudgetStore()

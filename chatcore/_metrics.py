@@ -32,6 +32,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any, Protocol
 
 import attrs
@@ -39,10 +40,12 @@ import attrs
 from chatcore._redact import redact
 
 __all__ = [
+    "COST_HELP",
     "OTHER",
     "PROMETHEUS_CONTENT_TYPE",
     "QUANTILES",
     "RELATIVE_ACCURACY",
+    "SAVED_HELP",
     "TOKEN_DETAILS_HELP",
     "TOKEN_DETAIL_KINDS",
     "InMemoryMetrics",
@@ -69,6 +72,11 @@ TOKEN_DETAILS_HELP = (
     "(cache_creation) the prompt cache; of the completion, reasoning."
 )
 """The help text of ``chatcore_token_details_total`` (shared with chatcore-prometheus)."""
+
+COST_HELP = "USD spent: each answer's usage at its model's prices (unpriced calls count 0)."
+"""The help text of ``chatcore_cost_usd_total`` (shared with chatcore-prometheus)."""
+SAVED_HELP = "USD the answers served from chatcore's cache would have cost."
+"""The help text of ``chatcore_cache_saved_usd_total`` (shared with chatcore-prometheus)."""
 
 QUANTILES: tuple[tuple[str, int], ...] = (("p50", 50), ("p95", 95), ("p99", 99))
 """The reported quantiles: name and percent (nearest-rank definition)."""
@@ -125,6 +133,10 @@ class RequestEvent:
     #: served the call or this attempt (``provider`` and ``model`` are the deployment's).
     route: str | None = None
     deployment: str | None = None
+    #: What the request cost in USD (``None``: unknown price or usage); for a cache hit
+    #: ``0``, with what it would have cost in ``saved_cost``.
+    cost: Decimal | None = None
+    saved_cost: Decimal | None = None
 
 
 class MetricsSink(Protocol):
@@ -253,6 +265,8 @@ class _Stats:
         "cache_misses",
         "cached_tokens",
         "completion_tokens",
+        "cost",
+        "costed",
         "error_types",
         "errors",
         "last_error",
@@ -265,6 +279,7 @@ class _Stats:
         "requests",
         "retries",
         "ring",
+        "saved_cost",
         "tps_count",
         "tps_sum",
         "ttft",
@@ -284,6 +299,9 @@ class _Stats:
         self.cached_tokens = 0
         self.cache_creation_tokens = 0
         self.reasoning_tokens = 0
+        self.cost = Decimal(0)
+        self.costed = 0
+        self.saved_cost = Decimal(0)
         self.tps_count = 0
         self.tps_sum = 0.0
         self.cache_hits = 0
@@ -395,7 +413,15 @@ class InMemoryMetrics:
                 stats.retries += attempts - 1
             if event.cached:
                 stats.cache_hits += 1
+                saved = event.saved_cost
+                if saved is not None and saved > 0:
+                    stats.saved_cost += saved
                 return
+            cost = event.cost
+            if cost is not None:
+                stats.costed += 1
+                if cost > 0:
+                    stats.cost += cost
             stats.cache_misses += 1
             stats.latency.add(event.latency)
             ttft = event.time_to_first_token
@@ -534,10 +560,15 @@ def _summarize(group: list[_Stats], ring: _Ring) -> dict[str, Any]:
         0,
     )
     tps_sum = 0.0
+    cost = saved = Decimal(0)
+    costed = 0
     for stats in group:
         for name in sums:
             sums[name] += getattr(stats, name)
         tps_sum += stats.tps_sum
+        cost += stats.cost
+        saved += stats.saved_cost
+        costed += stats.costed
         latency.merge(stats.latency)
         ttft.merge(stats.ttft)
         _add_counts(errors_by_type, stats.error_types.items())
@@ -562,6 +593,12 @@ def _summarize(group: list[_Stats], ring: _Ring) -> dict[str, Any]:
             "cached": sums["cached_tokens"],
             "cache_creation": sums["cache_creation_tokens"],
             "reasoning": sums["reasoning_tokens"],
+        },
+        "cost_usd": {
+            "total": float(cost),
+            "priced_requests": costed,
+            "unpriced_requests": sums["cache_misses"] - costed,
+            "saved_by_cache": float(saved),
         },
         "tokens_per_second": {
             "count": sums["tps_count"],
@@ -671,6 +708,13 @@ def render_prometheus(snapshot: Mapping[str, Any]) -> str:
     for labels, s in models:
         for kind in TOKEN_DETAIL_KINDS:
             out.sample("chatcore_token_details_total", {**labels, "kind": kind}, s["tokens"][kind])
+
+    out.family("chatcore_cost_usd_total", "counter", COST_HELP)
+    for labels, s in models:
+        out.sample("chatcore_cost_usd_total", labels, s["cost_usd"]["total"])
+    out.family("chatcore_cache_saved_usd_total", "counter", SAVED_HELP)
+    for labels, s in models:
+        out.sample("chatcore_cache_saved_usd_total", labels, s["cost_usd"]["saved_by_cache"])
 
     for name, field, help_text in (
         (

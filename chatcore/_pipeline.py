@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import attrs
 
 from chatcore._deadline import call_deadline
+from chatcore._estimate import estimate_prompt_tokens, heuristic_tokens, limits_tokens
 from chatcore._log import logger, logging_on
 from chatcore._redact import (
     KnownSecrets,
@@ -51,6 +52,8 @@ __all__ = [
 
 T = TypeVar("T")
 _END = object()
+#: What an abandoned stream is settled with: unfinished, so charged its reservation.
+_UNFINISHED = RuntimeError("the stream was closed before its end")
 
 
 # --------------------------------------------------------------------------------------
@@ -300,11 +303,14 @@ async def run_async(coro: Coroutine[Any, Any, T]) -> T:
 # The stages
 
 
-def estimate_tokens(request: ChatRequest) -> int:
-    """A cheap token estimate for rate limiting: ~4 characters a token plus the output cap."""
-    chars = sum(len(m.text) for m in request.messages)
+def estimate_tokens(request: ChatRequest, limiter: Any = None) -> int:
+    """A token estimate for rate limiting: the prompt plus the output cap. The prompt is
+    counted (tiktoken for OpenAI-family models when installed, see chatcore._estimate)
+    only for a limiter with token limits; others get the cheap ~4 characters a token."""
     out = request.max_completion_tokens or request.max_tokens or 0
-    return chars // 4 + 1 + out
+    if limiter is not None and not limits_tokens(limiter):
+        return sum(heuristic_tokens(m.text) for m in request.messages) + 1 + out
+    return estimate_prompt_tokens(request) + out
 
 
 def copy_fields(obj: T, **changes: Any) -> T:
@@ -537,6 +543,117 @@ async def chat_pipeline(
     policy: RetryPolicy,
     cache: ResponseCache | None = None,
     ttl: float | None = None,
+    *,
+    route: str | None = None,
+    budget_key: str | None = None,
+) -> ChatResponse:
+    """budget -> cache -> rate limit -> retry(send) -> record, for one validated request:
+    the call's worst case is reserved in every budget that applies (refused with
+    ``BudgetExceededError`` before anything is sent), and reconciled with its cost. To
+    ``provider``, or through a route: each attempt to the deployment it picks."""
+    routed = provider if isinstance(provider, Route) else None
+    booking = await _reserve_budget(
+        core, request, routed.name if routed is not None else route, budget_key, routed
+    )
+    if booking is None:
+        return await _chat_pipeline(core, request, provider, policy, cache, ttl)
+    try:
+        response = await _chat_pipeline(core, request, provider, policy, cache, ttl)
+    except BaseException as exc:
+        await _settle_budget(core, booking, exc, None)
+        raise
+    await _settle_budget(core, booking, None, response.cost)
+    return response
+
+
+async def _reserve_budget(
+    core: BaseClient,
+    request: ChatRequest,
+    route: str | None,
+    budget_key: str | None,
+    routed: Route | None = None,
+) -> Any:
+    """Reserve the call's worst case in its budgets (``None``: no budget applies). A
+    routed call reserves the worst case of the dearest model it may reach (its
+    deployments and fallbacks)."""
+    budgets = core.budgets
+    if budgets is None:
+        return None
+    charges = budgets.charges_of(request, route, budget_key)
+    if not charges:
+        return None
+    prompt = estimate_prompt_tokens(request)
+    cap = budgets.output_cap(request)
+    if routed is None:
+        worst = core.pricing.worst_case_nanos(request, prompt, cap)
+    else:
+        worst = max(
+            core.pricing.worst_case_nanos(copy_fields(request, provider=p, model=m), prompt, cap)
+            for p, m in _reachable(core, routed)
+        )
+    if budgets.in_process:  # never blocks: no effect needed under either driver
+        return budgets.store.reserve(charges, worst)
+    return await Component(budgets.store, "reserve", (charges, worst))
+
+
+async def _settle_budget(
+    core: BaseClient, booking: Any, error: BaseException | None, cost: Any
+) -> None:
+    """Replace a reservation by what the call is charged (a store failure is logged)."""
+    assert core.budgets is not None
+    try:
+        budgets = core.budgets
+        actual = budgets.settle_amount(error, booking.amount, cost)
+        if budgets.in_process:
+            budgets.store.settle(booking, actual)
+        else:
+            await Component(budgets.store, "settle", (booking, actual))
+    except Exception as exc:  # bookkeeping never fails a call that already happened
+        logger.warning("budget settle failed: {error}", error=f"{type(exc).__name__}: {exc}")
+
+
+def _reachable(core: BaseClient, route: Route) -> set[tuple[str, str]]:
+    """Every ``(provider, model)`` a call through ``route`` may be sent to."""
+    found = {(d.provider, d.model) for d in route.deployments}
+    for target in (
+        *route.fallbacks,
+        *route.context_window_fallbacks,
+        *route.content_policy_fallbacks,
+    ):
+        kind, _, rest = target.partition(":")
+        other = core.routes.get(rest) if kind == "route" else None
+        if other is not None:
+            found.update((d.provider, d.model) for d in other.deployments)
+        elif kind != "route":
+            found.add((kind, rest))
+    return found
+
+
+def _priced(core: BaseClient, request: ChatRequest, response: ChatResponse) -> ChatResponse:
+    """``response`` with its ``cost`` (``None`` when unknown)."""
+    try:
+        cost = core.pricing.cost(request, response)
+    except Exception:  # odd usage numbers: unknown, never a failed call
+        cost = None
+    return _updated(response, cost=cost) if cost is not None else response
+
+
+def _cached_cost(core: BaseClient, request: ChatRequest, hit: ChatResponse) -> dict[str, Any]:
+    """The cost fields of an answer from chatcore's cache: nothing spent, and what the
+    call would have cost."""
+    from chatcore._cost import ZERO
+
+    saved = _priced(core, request, hit).cost
+    return {"cost": ZERO, "saved_cost": saved}
+
+
+async def _chat_pipeline(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider | Route,
+    policy: RetryPolicy,
+    cache: ResponseCache | None = None,
+    ttl: float | None = None,
 ) -> ChatResponse:
     """cache -> rate limit -> retry(send) -> record, for one validated request (to
     ``provider``, or through a route: each attempt to the deployment it picks; traced when
@@ -568,12 +685,13 @@ async def _chat(
             latency=time.perf_counter() - started,
             deployment=None,
             deployments=(),
+            **_cached_cost(core, request, hit),
         )
         core._record(request, started, response=hit, attempts=0)
         return hit
     deadline = _deadline(policy)
     limiter = core.rate_limiter
-    estimate = estimate_tokens(request)
+    estimate = estimate_tokens(request, limiter)
     fixed, plan = _fixed_or_plan(core, request, provider, policy, estimate, False)
     clean: list[bool] = []
 
@@ -647,6 +765,7 @@ async def _chat(
             deployment=plan.tried[-1],
             deployments=tuple(plan.tried),
         )
+    response = _priced(core, sent, response)
     if logging_on():
         logger.info(
             "chat {provider}:{model} ok in {latency_ms:.1f} ms",
@@ -657,6 +776,7 @@ async def _chat(
             request_id=response.request_id,
             status=200,
             deployment=response.deployment,
+            cost=response.cost,
         )
     await _cache_store(core, cache, key, response, ttl)
     core._record(sent, started, response=response, attempts=attempts, deployment=target.deployment)
@@ -732,6 +852,9 @@ class StreamContext:
         """Through a route: the deployment of each attempt (the last one serves)."""
         return tuple(self.plan.tried) if self.plan is not None else ()
 
+    #: The call's budget reservation (settled when the stream ends).
+    booking: Any = None
+
 
 async def stream_pipeline(
     core: BaseClient,
@@ -740,11 +863,43 @@ async def stream_pipeline(
     policy: RetryPolicy,
     cache: ResponseCache | None = None,
     ttl: float | None = None,
+    *,
+    route: str | None = None,
+    budget_key: str | None = None,
 ) -> StreamContext:
-    """cache -> rate limit -> retry(open until the first chunk): the stream's context, from
-    which the client builds its (sync or async) stream object. Through a route, a stream
-    moves to another deployment only before its first chunk. A traced stream's trace ends
-    with the stream (``stream_completed``/``_failed``/``_abandoned``)."""
+    """budget -> cache -> rate limit -> retry(open until the first chunk): the stream's
+    context, from which the client builds its (sync or async) stream object. Through a
+    route, a stream moves to another deployment only before its first chunk. The budget
+    reservation is settled when the stream ends (with its cost when it completes)."""
+    routed = provider if isinstance(provider, Route) else None
+    booking = await _reserve_budget(
+        core, request, routed.name if routed is not None else route, budget_key, routed
+    )
+    if booking is None:
+        return await _traced_stream(core, request, provider, policy, cache, ttl)
+    try:
+        context = await _traced_stream(core, request, provider, policy, cache, ttl)
+    except BaseException as exc:
+        await _settle_budget(core, booking, exc, None)
+        raise
+    if context.replay is not None:
+        await _settle_budget(core, booking, None, context.replay.cost)
+    else:
+        context.booking = booking
+    return context
+
+
+async def _traced_stream(
+    core: BaseClient,
+    request: ChatRequest,
+    provider: Provider | Route,
+    policy: RetryPolicy,
+    cache: ResponseCache | None = None,
+    ttl: float | None = None,
+) -> StreamContext:
+    """The stream opened with the call's trace current (when the client has tracers); a
+    traced stream's trace ends with the stream (``stream_completed``/``_failed``/
+    ``_abandoned``)."""
     trace = _start_trace(core, request, provider)
     if trace is None:
         return await _open_stream(core, request, provider, policy, cache, ttl, None)
@@ -766,18 +921,24 @@ async def _open_stream(
     ttl: float | None,
     trace: CallTrace | None,
 ) -> StreamContext:
+    """cache -> rate limit -> retry(open until the first chunk)."""
     started = time.perf_counter()
     direct = None if isinstance(provider, Route) else provider
     key, hit = await _cache_lookup(core, cache, request, direct)
     if hit is not None:
         replay = attrs.evolve(
-            hit, provider=request.provider, cached=True, deployment=None, deployments=()
+            hit,
+            provider=request.provider,
+            cached=True,
+            deployment=None,
+            deployments=(),
+            **_cached_cost(core, request, hit),
         )
         core._record(request, started, response=replay, attempts=0)
         return StreamContext(request, started, replay=replay)
     deadline = _deadline(policy)
     limiter = core.rate_limiter
-    estimate = estimate_tokens(request)
+    estimate = estimate_tokens(request, limiter)
     context = StreamContext(request, started, estimate, cache=cache, key=key, ttl=ttl)
     fixed, plan = _fixed_or_plan(core, request, provider, policy, estimate, True)
     context.plan = plan
@@ -840,6 +1001,10 @@ async def _stream_ended(core: BaseClient, context: StreamContext, used: int | No
 async def stream_completed(core: BaseClient, context: StreamContext, stream: Any) -> None:
     """A stream ran to its end: settle the grant with its usage, cache it, record it."""
     response = stream.response
+    if response is not None:
+        response = stream.response = _priced(core, context.request, response)
+    if context.booking is not None:
+        await _settle_budget(core, context.booking, None, getattr(response, "cost", None))
     usage = response.usage if response is not None else None
     await _stream_ended(
         core, context, usage.total_tokens if usage is not None else context.estimate
@@ -857,6 +1022,7 @@ async def stream_completed(core: BaseClient, context: StreamContext, stream: Any
             attempts=context.attempts,
             request_id=stream.request_id,
             time_to_first_token=stream.time_to_first_token,
+            cost=getattr(response, "cost", None),
         )
     core._record(
         request,
@@ -875,6 +1041,8 @@ async def stream_failed(
 ) -> None:
     """A stream broke after its first chunk: charge the estimate, record the failure."""
     await _stream_ended(core, context, context.estimate)
+    if context.booking is not None:
+        await _settle_budget(core, context.booking, error, None)
     request = context.request
     deployment = context.target.deployment if context.target is not None else None
     if isinstance(error, APIError) and context.plan is not None:
@@ -897,6 +1065,8 @@ async def stream_failed(
 async def stream_abandoned(core: BaseClient, context: StreamContext) -> None:
     """Closed by the caller before the end: charge the estimate, record nothing."""
     await _stream_ended(core, context, context.estimate)
+    if context.booking is not None:  # the provider may have billed what it generated
+        await _settle_budget(core, context.booking, _UNFINISHED, None)
     if context.trace is not None:
         context.trace.end(None, None)
 

@@ -253,6 +253,14 @@ class PluginHost:
         """The first plugin's cache (the core default is last)."""
         return self.pm.hook.chatcore_cache(settings=settings)
 
+    def pricing(self, settings: Any) -> Any:
+        """The first non-None ``chatcore_pricing`` result (a price source, or ``None``)."""
+        return self.pm.hook.chatcore_pricing(settings=settings)
+
+    def budget_store(self, settings: Any) -> Any:
+        """The first non-None ``chatcore_budget_store`` result."""
+        return self.pm.hook.chatcore_budget_store(settings=settings)
+
     def metrics_sinks(self, settings: Any) -> list[Any]:
         """All plugins' metrics sinks, flattened."""
         return _flattened(self.pm.hook.chatcore_metrics_sinks(settings=settings))

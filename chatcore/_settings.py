@@ -111,6 +111,16 @@ _KEYS: dict[str, _Key] = {
         "rate_limits",
         "a mapping of 'provider' or 'provider:model' to {rps, rpm, tpm, burst, token_burst}",
     ),
+    "budgets": _Key(
+        "budgets",
+        "a mapping of 'client', 'provider', 'provider:model', 'route:NAME', 'key:ID' or "
+        "'key:*' to {usd, period}",
+    ),
+    "prices": _Key(
+        "prices",
+        "a mapping of 'provider' or 'provider:model' to {input, output, cached_input, "
+        "cache_write, reasoning} in USD per million tokens",
+    ),
     "max_total_chars": _Key("int", "an integer >= 1", minimum=1),
     "max_request_bytes": _Key("int", "an integer >= 1", minimum=1),
     "max_messages": _Key("int", "an integer >= 1", minimum=1),
@@ -219,6 +229,10 @@ class Settings:
     rate_limits: Mapping[str, RateLimit] = attrs.field(
         factory=dict, converter=_as_dict, validator=_validator
     )
+    #: Spending limits in USD per period, per scope (see docs/cost.md).
+    budgets: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict, validator=_validator)
+    #: The user's own prices, USD per million tokens, per ``provider[:model]``.
+    prices: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict, validator=_validator)
     #: Longest total text of one request's messages, in characters.
     max_total_chars: int = attrs.field(default=100_000, validator=_validator)
     #: Largest serialized request body, in bytes.
@@ -726,6 +740,8 @@ def _convert(name: str, raw: Any, *, from_env: bool) -> tuple[Any, str | None]:
         return None, None
     if kind == "rate_limits":
         return _convert_rate_limits(raw, from_env=from_env)
+    if kind in ("budgets", "prices"):
+        return _convert_table(kind, raw, from_env=from_env)
     if isinstance(raw, str):
         text = raw.strip()
         if kind == "env":
@@ -748,8 +764,9 @@ def _convert(name: str, raw: Any, *, from_env: bool) -> tuple[Any, str | None]:
     return (None, why) if why is not None else (value, None)
 
 
-def _convert_rate_limits(raw: Any, *, from_env: bool) -> tuple[Any, str | None]:
-    allowed = _KEYS["rate_limits"].allowed
+def _table(name: str, raw: Any, *, from_env: bool) -> tuple[Any, str | None]:
+    """``(mapping, None)`` or ``(None, why)``: a table setting (JSON in the environment)."""
+    allowed = _KEYS[name].allowed
     if from_env and isinstance(raw, str):
         import json
 
@@ -759,6 +776,13 @@ def _convert_rate_limits(raw: Any, *, from_env: bool) -> tuple[Any, str | None]:
             return None, f"expected a JSON object: {allowed} ({exc})"
     if not isinstance(raw, Mapping):
         return None, f"expected {allowed}"
+    return raw, None
+
+
+def _convert_rate_limits(raw: Any, *, from_env: bool) -> tuple[Any, str | None]:
+    raw, problem = _table("rate_limits", raw, from_env=from_env)
+    if problem is not None:
+        return None, problem
     limits: dict[str, RateLimit] = {}
     why: list[str] = []
     for key, value in raw.items():
@@ -770,6 +794,23 @@ def _convert_rate_limits(raw: Any, *, from_env: bool) -> tuple[Any, str | None]:
         except ConfigurationError as exc:
             why.append(str(exc))
     return (None, "; ".join(why)) if why else (limits, None)
+
+
+def _convert_table(kind: str, raw: Any, *, from_env: bool) -> tuple[Any, str | None]:
+    """``budgets`` / ``prices``: a mapping (JSON in the environment), each entry checked
+    by its module; the value kept is the mapping itself."""
+    raw, problem = _table(kind, raw, from_env=from_env)
+    if problem is not None:
+        return None, problem
+    if kind == "budgets":
+        from chatcore._budget import parse_budgets as parse
+    else:
+        from chatcore._cost import parse_prices as parse  # type: ignore[assignment]
+    try:
+        parse(raw)
+    except ConfigurationError as exc:
+        return None, str(exc)
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}, None
 
 
 def _check_variables(

@@ -59,6 +59,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ChatcoreError",
     "ConfigurationError",
     "ConflictError",
@@ -196,6 +197,37 @@ class RateLimitExceeded(ChatcoreError):
         super().__init__(message)
         self.key = key
         self.retry_after = retry_after
+
+
+class BudgetExceededError(ChatcoreError):
+    """A budget refused the call before anything was sent: reserving its worst-case cost
+    would take ``scope``'s spend past its limit for the current ``period``.
+
+    ``spent`` and ``reserved`` are the scope's reconciled spend and the reservations of
+    calls still in flight, ``requested`` this call's worst case, ``limit`` the budget (all
+    ``Decimal`` USD, ``None`` when the shared backend could not be asked); ``resets_at`` is
+    the Unix time the period ends."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: str = "",
+        period: str = "",
+        limit: Any = None,
+        spent: Any = None,
+        reserved: Any = None,
+        requested: Any = None,
+        resets_at: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.period = period
+        self.limit = limit
+        self.spent = spent
+        self.reserved = reserved
+        self.requested = requested
+        self.resets_at = resets_at
 
 
 #: The attributes of an :class:`APIError` that hold what came from the wire; each is

@@ -27,8 +27,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 __all__ = [
     "PROJECT_NAME",
+    "chatcore_budget_store",
     "chatcore_cache",
     "chatcore_metrics_sinks",
+    "chatcore_pricing",
     "chatcore_providers",
     "chatcore_rate_limiter",
     "chatcore_retry_policy",
@@ -139,5 +141,44 @@ def chatcore_tracers(settings: Any) -> Iterable[Any]:
         @hookimpl
         def chatcore_tracers(settings):
             return [MyTracer()]
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def chatcore_pricing(settings: Any) -> Any:
+    """Return the price source for a client built with ``settings``: an object with
+    ``price_of(provider, model)`` returning a price (``cost(usage)`` and
+    ``worst_case(input_tokens, output_tokens)``, both ``Decimal`` USD) or ``None`` when
+    the model's price is unknown (see :mod:`chatcore._cost`).
+
+    Stops at first non-None result. The core's default is registered ``trylast`` and
+    returns ``None`` (no prices beyond the user's own ``prices``); ``chatcore-cost``
+    answers from the ``genai-prices`` database. The user's ``prices`` always win.
+
+    Example::
+
+        @hookimpl
+        def chatcore_pricing(settings):
+            return MyPriceTable()
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def chatcore_budget_store(settings: Any) -> Any:
+    """Return where budget reservations live for a client built with ``settings``: an
+    object with ``reserve(charges, amount)``, ``settle(reservation, actual)`` and
+    ``usage(charges)`` (and optionally their ``a``-prefixed coroutine twins), see
+    :class:`chatcore._budget.BudgetStore`. Called only when budgets are configured.
+
+    Stops at first non-None result. The core's default is registered ``trylast`` (one
+    process's memory); ``chatcore-redis`` shares budgets through Redis.
+
+    Example::
+
+        @hookimpl
+        def chatcore_budget_store(settings):
+            return MySharedBudgets(settings)
     """
     raise NotImplementedError

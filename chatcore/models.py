@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, cast
 
 import attrs
@@ -454,6 +455,12 @@ class ChatResponse:
     deployments: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_names)
     #: With ``chat(..., response_model=X)``: the answer structured as an ``X``.
     parsed: Any = attrs.field(default=None, kw_only=True, eq=False, repr=False)
+    #: What the call cost in USD (a ``Decimal``): its usage at the model's prices (see
+    #: docs/cost.md); ``0`` for an answer from chatcore's cache; ``None`` when the
+    #: model's price or the usage is unknown (never a guess).
+    cost: Decimal | None = attrs.field(default=None, kw_only=True, eq=False)
+    #: For an answer from chatcore's cache: what the call would have cost (USD).
+    saved_cost: Decimal | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
     @property
     def text(self) -> str:
@@ -769,6 +776,8 @@ _NEVER_EMIT: dict[type[Any], tuple[str, ...]] = {
         "parsed",
         "deployment",
         "deployments",
+        "cost",
+        "saved_cost",
     ),
     ChatChunk: ("provider", "request_id", "headers"),
 }

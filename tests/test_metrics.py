@@ -214,7 +214,7 @@ def test_empty_snapshot():
     assert snap["totals"]["error_rate"] == 0.0
     assert snap["totals"]["availability"]["ratio"] is None
     assert snap["totals"]["last_error"] is None
-    assert InMemoryMetrics().prometheus_text().count("# TYPE") == 13
+    assert InMemoryMetrics().prometheus_text().count("# TYPE") == 15
 
 
 def test_odd_values_never_raise():
@@ -593,6 +593,8 @@ def test_prometheus_text_parses_and_matches_the_snapshot():
         "chatcore_cache_misses_total": "counter",
         "chatcore_tokens_total": "counter",
         "chatcore_token_details_total": "counter",
+        "chatcore_cost_usd_total": "counter",
+        "chatcore_cache_saved_usd_total": "counter",
         "chatcore_request_latency_seconds": "summary",
         "chatcore_time_to_first_token_seconds": "summary",
         "chatcore_availability_ratio": "gauge",

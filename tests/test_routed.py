@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -786,3 +787,55 @@ def test_a_tracer_sees_each_attempt_of_a_routed_call_and_its_headers_reach_every
     assert handle.response.deployment == "route:main/b"
     assert servers["a"].last_request.header("x-trace-id") == "t-1"
     assert servers["b"].last_request.header("x-trace-id") == "t-1"
+
+
+# --------------------------------------------------------------------------------------
+# Cost and budgets
+
+
+def test_a_routed_answer_is_priced_at_the_deployment_that_served_it(make, servers):
+    servers["a"].enqueue(Reply.error(503, "busy"))
+    client = make(
+        {
+            "main": {
+                "strategy": "ordered",
+                "deployments": [
+                    deployment(servers, "a"),
+                    {**deployment(servers, "b"), "model": "sse:gpt-4o"},
+                ],
+            }
+        },
+        prices={
+            "sse:gpt-4o-mini": {"input": 1, "output": 2},
+            "sse:gpt-4o": {"input": 10, "output": 40},
+        },
+    )
+    response = client.chat("route:main", "Hi")
+    usage = response.usage
+    assert response.deployment == "route:main/b" and usage is not None
+    expected = (Decimal(usage.prompt_tokens) * 10 + Decimal(usage.completion_tokens) * 40) / 10**6
+    assert response.cost == expected
+
+
+def test_a_route_budget_reserves_the_dearest_model_the_call_may_reach(make, servers):
+    from chatcore.exceptions import BudgetExceededError
+
+    prices = {
+        "sse:gpt-4o-mini": {"input": 1, "output": 2},
+        "sse:gpt-4o": {"input": 1000, "output": 4000},
+    }
+    cheap = make(
+        {"main": {"deployments": [deployment(servers, "a")]}},
+        prices=prices,
+        budgets={"route:main": {"usd": "0.001", "period": "day"}},
+    )
+    assert cheap.chat("route:main", "Hi", max_tokens=20).cost is not None
+    dear = make(
+        {"main": {"deployments": [deployment(servers, "a")], "fallbacks": ["sse:gpt-4o"]}},
+        prices=prices,
+        budgets={"route:main": {"usd": "0.001", "period": "day"}},
+    )
+    with pytest.raises(BudgetExceededError):
+        # a fallback to gpt-4o could cost 20 x 4000 / 10**6 = 0.08 USD: refused, unsent
+        dear.chat("route:main", "Hi", max_tokens=20)
+    assert counts(servers) == {"a": 1, "b": 0, "c": 0}

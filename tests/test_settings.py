@@ -325,7 +325,7 @@ def test_unknown_keys_get_suggestions(tmp_path: Path) -> None:
     assert "max_retires=3" in text
     assert "did you mean 'max_retries'?" in text
     assert "zzz=1" in text
-    assert "allowed: cache, cache_maxsize" in text  # no near miss: every key is listed
+    assert "allowed: budgets, cache, cache_maxsize" in text  # no near miss: all are listed
     assert "profiles.prod.log_levle='INFO'" in text
     assert "did you mean 'log_level'?" in text
     assert "profiles.prod.env='dev'" in text

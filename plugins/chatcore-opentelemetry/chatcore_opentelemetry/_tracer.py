@@ -3,9 +3,11 @@ client metrics, on the OpenTelemetry API only (the application brings the SDK)."
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,14 +86,14 @@ def _request_attributes(request: ChatRequest) -> dict[str, Any]:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, Decimal)) and math.isfinite(value):
         return float(value)
     return None
 
 
 def _cost_usd(response: Any) -> float | None:
-    """The call's cost in USD when the response carries one (``cost_usd``, or ``cost`` as
-    a number or an object with a ``total``)."""
+    """The call's cost in USD when the response carries one (chatcore's ``cost``, a
+    ``Decimal``; or ``cost_usd``, or ``cost`` as a number or an object with a ``total``)."""
     for name in ("cost_usd", "cost"):
         value = getattr(response, name, None)
         if value is None:

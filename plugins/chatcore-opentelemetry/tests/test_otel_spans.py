@@ -189,7 +189,9 @@ def test_a_cached_call_span(telemetry, make_client, target):
         **request_attributes(target),
         **response_attributes(hit, attempts=0),
         "chatcore.cached": True,
+        "chatcore.cost_usd": 0.0,  # an answer from chatcore's cache costs nothing
     }
+    assert "chatcore.cost_usd" not in sent.attributes  # no price known for the sent call
     for key in list(expected):  # a cache hit used no tokens
         if key.startswith("gen_ai.usage."):
             del expected[key]
@@ -306,3 +308,18 @@ def response_request(response: chatcore.ChatResponse) -> chatcore.ChatRequest:
     return chatcore.ChatRequest(
         provider=response.provider, model="gpt-4o-mini", messages=(chatcore.Message("user", "Hi"),)
     )
+
+
+def test_a_real_routed_and_priced_call_sets_deployment_and_cost(
+    telemetry, make_client, openai_target
+):
+    """Through a route of the core, with a price: the span names the deployment that
+    answered and the call's cost (``response.deployment``, ``response.cost``)."""
+    routes = {"main": {"deployments": [{"model": openai_target.model, "name": "primary"}]}}
+    prices = {openai_target.model: {"input": 2, "output": 8}}
+    client = make_client(openai_target, telemetry.tracer(), routes=routes, prices=prices)
+    response = client.chat("route:main", "Hi")
+    assert response.deployment == "route:main/primary" and response.cost is not None
+    span = telemetry.span()
+    assert span.attributes[sc.CHATCORE_DEPLOYMENT] == "route:main/primary"
+    assert span.attributes[sc.CHATCORE_COST_USD] == float(response.cost)

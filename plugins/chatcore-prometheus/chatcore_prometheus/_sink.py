@@ -12,12 +12,13 @@ import math
 import threading
 import weakref
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 import chatcore.exceptions
-from chatcore._metrics import TOKEN_DETAIL_KINDS, TOKEN_DETAILS_HELP
+from chatcore._metrics import COST_HELP, SAVED_HELP, TOKEN_DETAIL_KINDS, TOKEN_DETAILS_HELP
 from chatcore._redact import redact
 
 __all__ = [
@@ -191,6 +192,8 @@ class _Metrics:
             [*pm, "kind"],
             **kw,
         )
+        self.cost = Counter("cost_usd_total", COST_HELP, list(pm), **kw)
+        self.saved = Counter("cache_saved_usd_total", SAVED_HELP, list(pm), **kw)
         self.retries = Counter(
             "retries_total", "Attempts beyond the first, over all requests.", list(pm), **kw
         )
@@ -251,6 +254,8 @@ class _Metrics:
         for kind in TOKEN_DETAIL_KINDS:
             self.token_details.labels(provider, model, kind)
         self.retries.labels(provider, model)
+        self.cost.labels(provider, model)
+        self.saved.labels(provider, model)
         self.cache_hits.labels(provider, model)
         self.cache_misses.labels(provider, model)
 
@@ -269,8 +274,14 @@ class _Metrics:
             self.retries.labels(provider, model).inc(attempts - 1)
         if event.cached:
             self.cache_hits.labels(provider, model).inc()
+            saved = _usd(getattr(event, "saved_cost", None))
+            if saved:
+                self.saved.labels(provider, model).inc(saved)
             return
         self.cache_misses.labels(provider, model).inc()
+        cost = _usd(getattr(event, "cost", None))
+        if cost:
+            self.cost.labels(provider, model).inc(cost)
         latency = _seconds(event.latency)
         if latency is not None:
             self.latency.labels(provider, model).observe(latency)
@@ -290,6 +301,15 @@ class _Metrics:
         ):
             if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
                 self.token_details.labels(provider, model, kind).inc(tokens)
+
+
+def _usd(value: object) -> float | None:
+    """A cost fit for a counter: a finite amount > 0 (a ``Decimal`` from chatcore), else
+    ``None``."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return None
+    amount = float(value)
+    return amount if math.isfinite(amount) and amount > 0 else None
 
 
 def _seconds(value: object) -> float | None:

@@ -323,3 +323,24 @@ def test_typed_token_parts_have_their_own_family(
     assert value(samples, details, **pm, kind="reasoning") == 25
     assert sum(v for (n, _), v in samples.items() if n == "chatcore_tokens_total") == 150
     assert sink.dropped_events == 0
+
+
+def test_spend_counters(registry: CollectorRegistry, parse_text: Callable[[str], Samples]) -> None:
+    """``chatcore_cost_usd_total`` sums what answers cost (Decimals from chatcore; unknown
+    and odd values count nothing), ``chatcore_cache_saved_usd_total`` what cache hits
+    would have cost; both series exist at zero from the first event."""
+    from decimal import Decimal
+
+    sink = PrometheusSink(registry=registry)
+    sink.record(event(model="fresh"))
+    sink.record(event(cost=Decimal("0.00125")))
+    sink.record(event(cost=Decimal("0.5")))
+    sink.record(event(cost=None))
+    sink.record(event(cost=Decimal("NaN")))
+    sink.record(event(cached=True, cost=Decimal(0), saved_cost=Decimal("0.25")))
+    samples = parse_text(metrics_text(registry))
+    assert value(samples, "chatcore_cost_usd_total", provider="p", model="m") == 0.50125
+    assert value(samples, "chatcore_cache_saved_usd_total", provider="p", model="m") == 0.25
+    assert value(samples, "chatcore_cost_usd_total", provider="p", model="fresh") == 0
+    assert value(samples, "chatcore_cache_saved_usd_total", provider="p", model="fresh") == 0
+    assert sink.dropped_events == 0

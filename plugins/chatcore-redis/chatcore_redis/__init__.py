@@ -2,7 +2,8 @@
 process and host of an application.
 
 Installing it changes nothing: the hooks defer to the core's in-memory defaults unless
-``CHATCORE_REDIS_LIMITER=1`` / ``CHATCORE_REDIS_CACHE=1`` are set with
+``CHATCORE_REDIS_LIMITER=1`` / ``CHATCORE_REDIS_CACHE=1`` / ``CHATCORE_REDIS_BUDGETS=1``
+are set with
 ``CHATCORE_REDIS_URL``. In code, pass the objects directly::
 
     from chatcore_redis import RedisCache, RedisRateLimiter
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from chatcore import hookimpl
 
 if TYPE_CHECKING:
+    from chatcore_redis._budget import RedisBudgetStore
     from chatcore_redis._cache import RedisCache, RedisCacheStats
     from chatcore_redis._config import (
         ENV_VARIABLES,
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ENV_VARIABLES",
+    "RedisBudgetStore",
     "RedisCache",
     "RedisCacheStats",
     "RedisRateLimiter",
@@ -41,6 +44,7 @@ __all__ = [
     "RedisTicket",
     "RedisUnavailableError",
     "__version__",
+    "chatcore_budget_store",
     "chatcore_cache",
     "chatcore_rate_limiter",
     "mask_url",
@@ -49,6 +53,7 @@ __all__ = [
 # redis-py is imported on first use, not when the plugin host loads the plugin: an
 # application that has the plugin installed but not configured does not pay for it.
 _LAZY = {
+    "RedisBudgetStore": "chatcore_redis._budget",
     "RedisCache": "chatcore_redis._cache",
     "RedisCacheStats": "chatcore_redis._cache",
     "ENV_VARIABLES": "chatcore_redis._config",
@@ -129,6 +134,27 @@ def chatcore_cache(settings: Any) -> RedisCache | None:
         password=config.password,
         prefix=config.prefix,
         max_value_bytes=config.cache_max_bytes,
+        failure_policy=config.failure_policy,
+        socket_timeout=config.socket_timeout,
+        connect_timeout=config.connect_timeout,
+    )
+
+
+@hookimpl
+def chatcore_budget_store(settings: Any) -> RedisBudgetStore | None:
+    """A :class:`RedisBudgetStore` when ``CHATCORE_REDIS_BUDGETS=1`` (the client asks only
+    when budgets are configured); otherwise ``None`` (budgets stay in memory)."""
+    config = _settings_of(settings)
+    if config is None or not config.budgets:
+        return None
+    from chatcore_redis._budget import RedisBudgetStore
+    from chatcore_redis._config import shared_client
+
+    return RedisBudgetStore(
+        config.url,
+        client=shared_client(config),
+        password=config.password,
+        prefix=config.prefix,
         failure_policy=config.failure_policy,
         socket_timeout=config.socket_timeout,
         connect_timeout=config.connect_timeout,

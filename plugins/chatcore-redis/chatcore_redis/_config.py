@@ -59,6 +59,7 @@ ENV_VARIABLES: dict[str, str] = {
     "CHATCORE_REDIS_PASSWORD": "the password, when the URL has none",
     "CHATCORE_REDIS_LIMITER": "1 to use the Redis rate limiter",
     "CHATCORE_REDIS_CACHE": "1 to use the Redis response cache (when caching is on)",
+    "CHATCORE_REDIS_BUDGETS": "1 to share budgets through Redis (when budgets are set)",
     "CHATCORE_REDIS_FAILURE_POLICY": "fail_open (default) or fail_closed",
     "CHATCORE_REDIS_PREFIX": f"key prefix (default {DEFAULT_PREFIX!r})",
     "CHATCORE_REDIS_SOCKET_TIMEOUT": f"seconds > 0 (default {DEFAULT_SOCKET_TIMEOUT})",
@@ -187,6 +188,7 @@ class RedisSettings:
     password: str | None = attrs.field(default=None, repr=False)
     limiter: bool = False
     cache: bool = False
+    budgets: bool = False
     failure_policy: FailurePolicy = "fail_open"
     prefix: str = DEFAULT_PREFIX
     socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
@@ -199,12 +201,19 @@ class RedisSettings:
         Nothing is checked beyond the two switches unless one of them is on."""
         limiter = flag(environ, "CHATCORE_REDIS_LIMITER")
         cache = flag(environ, "CHATCORE_REDIS_CACHE")
+        budgets = flag(environ, "CHATCORE_REDIS_BUDGETS")
         url = environ.get("CHATCORE_REDIS_URL", "").strip() or None
         password = environ.get("CHATCORE_REDIS_PASSWORD") or None
-        if not (limiter or cache):
+        if not (limiter or cache or budgets):
             return cls(url=url, password=password)
         if url is None:
-            switch = "CHATCORE_REDIS_LIMITER" if limiter else "CHATCORE_REDIS_CACHE"
+            switch = (
+                "CHATCORE_REDIS_LIMITER"
+                if limiter
+                else "CHATCORE_REDIS_CACHE"
+                if cache
+                else "CHATCORE_REDIS_BUDGETS"
+            )
             raise ConfigurationError(
                 f"{switch}=1 needs CHATCORE_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
             )
@@ -231,6 +240,7 @@ class RedisSettings:
             password=password,
             limiter=limiter,
             cache=cache,
+            budgets=budgets,
             failure_policy=policy,
             prefix=environ.get("CHATCORE_REDIS_PREFIX", DEFAULT_PREFIX),
             socket_timeout=socket_timeout or DEFAULT_SOCKET_TIMEOUT,

@@ -11,7 +11,7 @@ from chatcore.exceptions import ConfigurationError
 
 __all__ = ["SWITCHES", "enabled", "environ_of", "flag"]
 
-SWITCHES = ("CHATCORE_REDIS_LIMITER", "CHATCORE_REDIS_CACHE")
+SWITCHES = ("CHATCORE_REDIS_LIMITER", "CHATCORE_REDIS_CACHE", "CHATCORE_REDIS_BUDGETS")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 

@@ -263,3 +263,56 @@ def route_worker(
         results.put([f"error: {type(exc).__name__}: {exc}"])
     finally:
         limiter.close()
+
+
+def budget_worker(
+    redis_url: str,
+    prefix: str,
+    base_url: str,
+    limit: str,
+    calls: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """Make ``calls`` chats (4 threads) under a shared ``client`` budget of ``limit`` USD;
+    report ``(costs of the answered calls as strings, refused count, other errors)``."""
+    import threading
+
+    from chatcore.exceptions import BudgetExceededError
+    from chatcore_redis import RedisBudgetStore
+
+    store = RedisBudgetStore(redis_url, prefix=prefix)
+    client = wire_client(
+        base_url,
+        budgets={"client": {"usd": limit, "period": "day"}},
+        prices={"wire": {"input": 2, "output": 8}},
+        budget_store=store,
+    )
+    costs: list[str] = []
+    refused = [0]
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier.wait(timeout=60)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            try:
+                answer = client.chat("wire:m", "hello there", max_tokens=40)
+            except BudgetExceededError:
+                with lock:
+                    refused[0] += 1
+            except Exception as exc:  # reported, so the test fails with the reason
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+            else:
+                with lock:
+                    costs.append(str(answer.cost))
+
+    threads = [threading.Thread(target=run, args=(calls // 4,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    store.close()
+    results.put((costs, refused[0], errors))

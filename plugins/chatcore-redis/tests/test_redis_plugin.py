@@ -44,7 +44,7 @@ def redis_host() -> PluginHost:
     host = PluginHost(entry_points=eps, plugins=[WirePlugin()], environ={})
     record = next(r for r in host.records() if r.name == "redis")
     assert record.ok and record.distribution == "chatcore-redis"
-    assert record.hooks == ("chatcore_cache", "chatcore_rate_limiter")
+    assert record.hooks == ("chatcore_budget_store", "chatcore_cache", "chatcore_rate_limiter")
     return host
 
 
