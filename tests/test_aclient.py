@@ -629,6 +629,7 @@ def test_a_sync_client_runs_an_async_tool_from_inside_a_running_loop(make_client
     assert result.calls[0].result == 8
 
 
+@pytest.mark.timing
 def test_token_limits_hold_under_many_concurrent_tasks(make_async, server):
     """tpm under 24 tasks: the tokens the server reports as used, over the run, never pass
     what the bucket can grant (its rate over the time plus one burst), within 5 %."""

@@ -251,6 +251,7 @@ def test_client_rejects_bad_rate_limits(make_client):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_sixteen_threads_share_one_limit_against_a_local_server(make_client, server):
     # well under what one Python test server on 2 cores serves, even with coverage on
     rate = 200.0

@@ -32,6 +32,7 @@ def _collect(results: Any, count: int, procs: list[Any]) -> list[Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_processes_share_one_rate_limit_end_to_end(
     redis_url: str, prefix: str, standin: Any
 ) -> None:
