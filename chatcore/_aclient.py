@@ -212,7 +212,7 @@ class AsyncClient(BaseClient):
             self._loop = None  # closed: the next use may be on another loop
             providers = self._providers_in_use()
             self._providers, self._deployment_providers = {}, {}
-            self._secret_sets = {}
+            self._secret_sets, self._route_secret_sets = {}, {}
             health, self._health = self._health, None
         for transport in transports:
             await transport.aclose()

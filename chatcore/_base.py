@@ -168,6 +168,7 @@ class BaseClient:
         )
         self._latencies = Latencies()
         self._deployment_providers: dict[str, Provider] = {}
+        self._route_secret_sets: dict[str, KnownSecrets] = {}
 
         self.cache_ttl = s.cache_ttl
         self.cache_maxsize = s.cache_maxsize
@@ -292,6 +293,18 @@ class BaseClient:
                     )
                 ]
             )
+        return found
+
+    def _route_secrets(self, route: Route) -> KnownSecrets:
+        """Every secret of ``route``'s deployments, ready to mask; worked out once."""
+        found = self._route_secret_sets.get(route.name)
+        if found is None:
+            found = usable_secrets(
+                value
+                for deployment in route.deployments
+                for value in self._secrets_of(self.deployment_provider(deployment)).values
+            )
+            self._route_secret_sets[route.name] = found
         return found
 
     def _providers_in_use(self) -> list[Provider]:

@@ -121,7 +121,7 @@ class Client(BaseClient):
         with self._lock:
             providers = self._providers_in_use()
             self._providers, self._deployment_providers = {}, {}
-            self._secret_sets = {}
+            self._secret_sets, self._route_secret_sets = {}, {}
             health, self._health = self._health, None
         for p in providers:
             p.close()

@@ -26,7 +26,6 @@ from chatcore._redact import (
     mask_secrets,
     may_hold_secret,
     scrub_exception,
-    usable_secrets,
 )
 from chatcore._routes import Deployment, Route
 from chatcore.exceptions import APIError
@@ -318,16 +317,49 @@ def copy_fields(obj: T, **changes: Any) -> T:
     without re-running every field's converter and validator. Only for values that are
     already in their final form (names, numbers, the call's own fields)."""
     kind = type(obj)
-    names = _FIELD_NAMES.get(kind)
-    if names is None:
-        names = _FIELD_NAMES[kind] = tuple(f.name for f in attrs.fields(cast(Any, kind)))
+    how = _COPIERS.get(kind)
+    if how is None:
+        how = _COPIERS[kind] = _copier(kind)
+    read, setters, index = how
+    values = list(read(obj))
+    for name, value in changes.items():
+        values[index[name]] = value
     new: T = object.__new__(kind)
-    for field in names:
-        object.__setattr__(new, field, changes.get(field, getattr(obj, field)))
+    for store, value in zip(setters, values):
+        store(new, value)
     return new
 
 
-_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+def _copier(
+    kind: type[Any],
+) -> tuple[Callable[[Any], Any], tuple[Callable[[Any, Any], None], ...], dict[str, int]]:
+    """How :func:`copy_fields` copies a ``kind``: one C-level read of every field, and
+    each field's slot setter (``object.__setattr__`` where the class has no slots)."""
+    import operator
+
+    names = tuple(f.name for f in attrs.fields(cast(Any, kind)))
+    read: Callable[[Any], Any] = operator.attrgetter(*names)
+    if len(names) == 1:  # attrgetter of one name returns the value itself
+        single = read
+        read = lambda obj: (single(obj),)  # noqa: E731
+
+    def setter(name: str) -> Callable[[Any, Any], None]:
+        slot = getattr(kind, "__dict__", {}).get(name)
+        if (
+            slot is not None
+            and hasattr(slot, "__set__")
+            and type(slot).__name__ == ("member_descriptor")
+        ):
+            return cast(Callable[[Any, Any], None], slot.__set__)
+        return lambda obj, value: object.__setattr__(obj, name, value)
+
+    return read, tuple(setter(n) for n in names), {n: i for i, n in enumerate(names)}
+
+
+_COPIERS: dict[
+    type[Any],
+    tuple[Callable[[Any], Any], tuple[Callable[[Any, Any], None], ...], dict[str, int]],
+] = {}
 
 
 def _updated(response: ChatResponse, **changes: Any) -> ChatResponse:
@@ -512,10 +544,22 @@ def _fixed_or_plan(
     stream: bool,
 ) -> tuple[Target | None, RoutePlan | None]:
     if isinstance(provider, Route):
-        from chatcore._routed import RoutePlan
-
-        return None, RoutePlan(core, provider, request, policy, estimate, stream=stream)
+        plan = _ROUTE_PLAN or _route_plan_class()
+        return None, plan(core, provider, request, policy, estimate, stream=stream)
     return make_target(core, request, provider, stream), None
+
+
+_ROUTE_PLAN: Any = None
+
+
+def _route_plan_class() -> Any:
+    """:class:`chatcore._routed.RoutePlan`, imported on the first routed call (it imports
+    this module)."""
+    global _ROUTE_PLAN
+    from chatcore._routed import RoutePlan
+
+    _ROUTE_PLAN = RoutePlan
+    return RoutePlan
 
 
 def _start_trace(
@@ -527,12 +571,7 @@ def _start_trace(
     if tracing is None:
         return None
     if isinstance(provider, Route):
-        secrets = usable_secrets(
-            value
-            for deployment in provider.deployments
-            for value in core._secrets_of(core.deployment_provider(deployment)).values
-        )
-        return tracing.start(request, "", secrets)
+        return tracing.start(request, "", core._route_secrets(provider))
     return tracing.start(request, provider.base_url, core._secrets_of(provider))
 
 
@@ -551,6 +590,8 @@ async def chat_pipeline(
     the call's worst case is reserved in every budget that applies (refused with
     ``BudgetExceededError`` before anything is sent), and reconciled with its cost. To
     ``provider``, or through a route: each attempt to the deployment it picks."""
+    if core.budgets is None and core._tracing is None:  # the usual call: straight in
+        return await _chat(core, request, provider, policy, cache, ttl, None)
     routed = provider if isinstance(provider, Route) else None
     booking = await _reserve_budget(
         core, request, routed.name if routed is not None else route, budget_key, routed
@@ -871,6 +912,8 @@ async def stream_pipeline(
     context, from which the client builds its (sync or async) stream object. Through a
     route, a stream moves to another deployment only before its first chunk. The budget
     reservation is settled when the stream ends (with its cost when it completes)."""
+    if core.budgets is None and core._tracing is None:  # the usual call: straight in
+        return await _open_stream(core, request, provider, policy, cache, ttl, None)
     routed = provider if isinstance(provider, Route) else None
     booking = await _reserve_budget(
         core, request, routed.name if routed is not None else route, budget_key, routed

@@ -49,6 +49,28 @@ _Group = tuple[Route, tuple[Deployment, ...]]
 class RoutePlan:
     """The choices of one routed call (not shared between calls or threads)."""
 
+    __slots__ = (
+        "_busy",
+        "_local",
+        "_route_of",
+        "_timed",
+        "cooling",
+        "core",
+        "current",
+        "estimate",
+        "failed",
+        "groups",
+        "index",
+        "jumped",
+        "last_error",
+        "policy",
+        "request",
+        "route",
+        "stream",
+        "targets",
+        "tried",
+    )
+
     def __init__(
         self,
         core: BaseClient,
@@ -66,7 +88,16 @@ class RoutePlan:
         self.estimate = estimate
         self.stream = stream
         self.groups: list[_Group] = [(route, route.deployments)]
-        self.groups.extend(self._groups(route.fallbacks))
+        if route.fallbacks:
+            self.groups.extend(self._groups(route.fallbacks))
+        #: The route (own or fallback) each chosen deployment was picked from.
+        self._route_of: dict[str, Route] = {}
+        #: Deployments counted in flight by this call (``least_busy``), to release.
+        self._busy: set[str] = set()
+        #: Whether attempt latencies feed a ``lowest_latency`` pick.
+        self._timed = route.strategy == "lowest_latency" or (
+            len(self.groups) > 1 and self._any_timed()
+        )
         self.index = 0
         self.jumped = False
         #: Deployments that failed during this call (skipped until a backoff).
@@ -104,6 +135,9 @@ class RoutePlan:
             groups.append((self.route, (fallback,)))
         return groups
 
+    def _any_timed(self) -> bool:
+        return any(route.strategy == "lowest_latency" for route, _group in self.groups)
+
     def _target(self, deployment: Deployment) -> Target:
         found = self.targets.get(deployment.key)
         if found is None:
@@ -132,7 +166,13 @@ class RoutePlan:
             route, deployments = self.groups[self.index]
             pool = [d for d in deployments if d.key not in self.failed]
             if pool:
-                cooling: dict[str, float] = await self._store("cooling", [d.key for d in pool])
+                keys = [d.key for d in pool]
+                local = self._local
+                cooling: dict[str, float] = (
+                    local.cooling(keys)
+                    if local is not None
+                    else await Component(self.core.cooldowns, "cooling", (keys,))
+                )
                 live = [d for d in pool if d.key not in cooling] if cooling else pool
                 if live:
                     break
@@ -177,8 +217,10 @@ class RoutePlan:
                 first = deployment
                 break
         target = self._target(first)
+        self._route_of[first.key] = route
         if route.strategy == "least_busy":
             await self._store("in_flight", first.key, 1)
+            self._busy.add(first.key)
         self.current = target
         self.tried.append(first.key)
         return target, ticket
@@ -209,15 +251,13 @@ class RoutePlan:
     async def release(self, target: Target) -> None:
         """An attempt (or a stream) on ``target`` ended: it is no longer in flight."""
         deployment = target.deployment
-        if deployment is None:
-            return
-        route = next((r for r, g in self.groups if deployment in g), self.route)
-        if route.strategy == "least_busy":
+        if deployment is not None and deployment.key in self._busy:
+            self._busy.discard(deployment.key)
             await self._store("in_flight", deployment.key, -1)
 
     def succeeded(self, target: Target, seconds: float) -> None:
         """``target`` answered in ``seconds`` (for the lowest-latency strategy)."""
-        if target.deployment is not None:
+        if self._timed and target.deployment is not None:
             self.core._latencies.add(target.deployment.key, seconds)
 
     async def after_failure(self, error: APIError, number: int, started: float) -> float | None:
@@ -236,7 +276,7 @@ class RoutePlan:
         retryable = policy.should_retry(error)
         unusable = is_unusable(error)
         if retryable or unusable:
-            route = next((r for r, g in self.groups if deployment in g), self.route)
+            route = self._route_of.get(deployment.key, self.route)
             failures = await self._store("failed", deployment.key, route.failure_window)
             seconds = cooldown_for(
                 route, error, failures, max_hold=self.core.settings.max_server_hold
@@ -268,6 +308,7 @@ class RoutePlan:
                 # serve the same model and would refuse it alike
                 self.jumped = True
                 self.groups = [*self.groups[: self.index + 1], *self._groups(specific)]
+                self._timed = self._any_timed()
             self.index += 1
             return 0.0 if self._untried() else None
         if not (retryable or unusable):

@@ -84,18 +84,16 @@ class Deployment:
     #: ``route:NAME/deployment``: unique across routes; names it in the cooldown store,
     #: responses, metrics and logs.
     key: str = attrs.field(init=False, repr=False, eq=False)
+    #: The provider key the rate limiter uses: the provider itself when the deployment
+    #: shares its endpoint, a key of its own when it has options or limits of its own
+    #: (another endpoint has other limits, and a 429 there holds only it).
+    limiter_provider: str = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "key", f"route:{self.route}/{self.name}")
-
-    @property
-    def limiter_provider(self) -> str:
-        """The provider key the rate limiter uses: the provider itself when the deployment
-        shares its endpoint, a key of its own when it has options or limits of its own
-        (another endpoint has other limits, and a 429 there holds only it)."""
-        if self.options or self.rate_limit is not None:
-            return f"{self.provider}@{self.route}.{self.name}"
-        return self.provider
+        own = bool(self.options) or self.rate_limit is not None
+        limiter = f"{self.provider}@{self.route}.{self.name}" if own else self.provider
+        object.__setattr__(self, "limiter_provider", limiter)
 
 
 @attrs.frozen
@@ -370,6 +368,8 @@ class InMemoryCooldowns(CooldownStore):
         self._busy: dict[str, int] = {}
 
     def cooling(self, keys: Sequence[str]) -> dict[str, float]:
+        if not self._until:  # nothing has ever cooled down: no clock, no lock
+            return {}
         now = self.clock()
         with self._lock:
             return {k: self._until[k] - now for k in keys if self._until.get(k, 0.0) > now}
