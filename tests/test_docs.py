@@ -851,3 +851,132 @@ def test_a_broken_reference_fails_the_strict_build(tmp_path):
     )
     proc = _mkdocs(tmp_path / "site", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# -- the plugin tutorial, run as written ------------------------------------------------------
+
+#: What the tutorial's commands reach that a test must not: the in-house service's address
+#: becomes a local stand-in server's, the key placeholder a test key.
+TUTORIAL_REWRITES = {
+    "https://llm.internal.example/v1": "{base_url}",
+    "ACME_API_KEY=...": "ACME_API_KEY=sk-test-acme-0123456789",
+}
+
+
+def console_blocks(path: Path) -> list[list[tuple[str, list[str]]]]:
+    """The ```` ```console ```` blocks of ``path``: for each, its ``$ command`` lines with
+    the output lines shown after each."""
+    blocks = []
+    for body in re.findall(
+        r"^```console\n(.*?)^```$", path.read_text(encoding="utf-8"), re.M | re.S
+    ):
+        steps: list[tuple[str, list[str]]] = []
+        for line in body.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            elif steps:
+                steps[-1][1].append(line)
+        blocks.append(steps)
+    return blocks
+
+
+def _normal(line: str) -> str:
+    """A line compared loosely: spacing, table rules and durations may differ."""
+    line = re.sub(r"-{3,}", "---", line)
+    line = re.sub(r"\bin \d+(\.\d+)?s\b", "in Ns", line)
+    line = line.strip().strip("=")  # pytest's ===== summary =====
+    return " ".join(line.split())
+
+
+def _shows(expected: list[str], actual: str) -> list[str]:
+    """The expected output lines (``...`` skips any) not found, in order, in ``actual``."""
+    lines = [_normal(line) for line in actual.splitlines()]
+    missing, at = [], 0
+    for want in (_normal(line) for line in expected if line.strip() != "..."):
+        try:
+            at = lines.index(want, at) + 1
+        except ValueError:
+            missing.append(want)
+    return missing
+
+
+def test_console_block_parser(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```console\n$ a\nout\n...\n$ b\n```\n\n```bash\n$ c\n```\n", encoding="utf-8")
+    assert console_blocks(page) == [[("a", ["out", "..."]), ("b", [])]]
+    assert _shows(["x", "...", "5 passed in 1.0s"], "x\ny\n5  passed in 2.34s\n") == []
+    assert _shows(["y", "x"], "x\ny\n") == ["x"]
+    assert _shows(["5 passed in 1s"], "==== 5 passed in 0.5s ====\n") == []
+    assert _shows(["5 passed in 1s"], "==== 6 passed in 0.5s ====\n") == ["5 passed in Ns"]
+
+
+@pytest.mark.slow
+def test_plugin_tutorial_runs_as_written(tmp_path):
+    """Every command of docs/plugin-tutorial.md, in order, in a fresh virtual environment
+    that sees this one's packages (chatcore among them, as the tutorial asks), with no
+    package index: scaffold, install, the plugin's own test suite, ``chatcore plugins`` and
+    a chat through the new provider against a local stand-in server."""
+    import subprocess
+    import sysconfig
+
+    from chatcore.testing.server import StandInServer
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # "the environment chatcore is installed in": this one's packages, seen from the new one
+    (Path(purelib) / "_parent_env.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n", encoding="utf-8"
+    )
+    launcher = venv / "bin" / "chatcore"  # the script pip writes when it installs chatcore
+    launcher.write_text(
+        f"#!{python}\nimport sys\nfrom chatcore._cli import main\nsys.exit(main())\n",
+        encoding="utf-8",
+    )
+    launcher.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(venv),
+        HOME=str(tmp_path / "home"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        PIP_NO_INDEX="1",  # nothing from an index: what is needed is already installed
+        PIP_NO_BUILD_ISOLATION="0",  # pip's inverted spelling: build with hatchling from here
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    blocks = console_blocks(DOCS / "plugin-tutorial.md")
+    assert sum(len(steps) for steps in blocks) >= 6
+    with StandInServer(flavor="openai") as server:
+        for steps in blocks:
+            for command, expected in steps:
+                for old, new in TUTORIAL_REWRITES.items():
+                    command = command.replace(old, new.format(base_url=server.base_url))
+                if command.startswith("cd "):
+                    cwd = cwd / command[3:].strip()
+                    continue
+                if command.startswith("export "):
+                    for assignment in command[7:].split():
+                        key, _, value = assignment.partition("=")
+                        env[key] = value
+                    continue
+                proc = subprocess.run(
+                    ["bash", "-c", command],
+                    cwd=cwd,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=False,
+                )
+                output = proc.stdout + proc.stderr
+                assert proc.returncode == 0, f"$ {command}\n{output[-3000:]}"
+                missing = _shows(expected, proc.stdout)
+                assert not missing, f"$ {command} did not show {missing}:\n{proc.stdout[-3000:]}"
