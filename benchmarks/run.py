@@ -454,12 +454,15 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = time.perf_counter() - started
     results["machine"]["load_end"] = _loadavg()
     results["targets"] = report.evaluate(results)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    text = report.markdown(results)
+    # committed with the figures it gives: no machine's paths in it
+    results["machine"]["executable"] = Path(results["machine"]["executable"]).name
+    (out_dir / "results.json").write_text(
+        report.tidy_paths(json.dumps(results, indent=2, default=str)) + "\n"
+    )
     if not args.no_doc:
-        Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.doc).write_text(text)
-        log(f"wrote {args.doc}")
+        # the report, its charts and the README's figures, all from these results
+        for path in report.publish(results, ROOT, doc=Path(args.doc)):
+            log(f"wrote {path}")
     log(f"wrote {out_dir}/results.json ({results['elapsed_s']:.0f} s in all)")
     log("")
     log(report.console_summary(results))
