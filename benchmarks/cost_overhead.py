@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import median
+from benchmarks.report import write_section
 
 START = "<!-- cost_overhead:start -->"
 END = "<!-- cost_overhead:end -->"
@@ -167,23 +168,6 @@ def section(rows: list[tuple[str, tuple[float, float]]]) -> str:
     return "\n".join(lines)
 
 
-def carry_over(old: str, new: str) -> str:
-    """``new`` with the cost section of ``old`` appended (for ``benchmarks.run``)."""
-    if START in new or START not in old or END not in old:
-        return new
-    kept = old[old.index(START) : old.index(END) + len(END)]
-    return new.rstrip("\n") + "\n\n" + kept + "\n"
-
-
-def write(doc: Path, text: str) -> None:
-    old = doc.read_text(encoding="utf-8") if doc.exists() else ""
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END) :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    doc.write_text(new, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
@@ -193,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(rows)
     print(text)
     if not args.no_doc:
-        write(DOC, text)
+        write_section(DOC, START, END, text)
     return 0
 
 

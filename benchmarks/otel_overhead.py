@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 from benchmarks import payloads
 from benchmarks.contenders import Contender, _check
 from benchmarks.measure import micro, sequential
+from benchmarks.report import write_section
 from benchmarks.server import BenchServer
 
 START = "<!-- otel_overhead: start (benchmarks/otel_overhead.py writes this section) -->"
@@ -228,18 +229,6 @@ def markdown(results: dict[str, Any], calls: int, repeats: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(doc: Path, section: str) -> None:
-    """Put ``section`` in ``doc`` in place of its previous version (or at the end)."""
-    text = doc.read_text() if doc.exists() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="auto", choices=("auto", "nginx", "stdlib"))
@@ -252,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(results, args.calls, args.repeats)
     print(section)
     if not args.no_doc:
-        write_section(Path(args.doc), section)
+        write_section(Path(args.doc), START, END, section)
     return 0
 
 

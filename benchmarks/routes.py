@@ -15,7 +15,7 @@ burst of other work on the machine hits all of them alike:
 each through ``Client`` and ``AsyncClient`` (one call in flight). Reported: the median
 over repeats of wall and CPU microseconds per call, and each route's ratio to ``direct``.
 
-    python -m benchmarks.routes                 # prints a table, writes results/routes.json
+    python -m benchmarks.routes                 # tables, results/routes.json, docs/benchmarks.md
     python -m benchmarks.routes --calls 2000 --repeats 7
 """
 
@@ -31,6 +31,7 @@ from typing import Any
 
 from benchmarks import payloads
 from benchmarks.measure import median
+from benchmarks.report import write_section
 from benchmarks.server import BenchServer
 
 BLOCK = 100
@@ -126,11 +127,45 @@ def _table(title: str, rows: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+START = "<!-- routes_overhead:start -->"
+END = "<!-- routes_overhead:end -->"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def _section(results: dict[str, Any], args: argparse.Namespace, tables: list[str]) -> str:
+    """The report's section for this benchmark (kept by ``benchmarks.report``)."""
+    worst = max(
+        row[key] / results[client]["direct"][key]
+        for client in ("Client", "AsyncClient")
+        for name, row in results[client].items()
+        if name != "direct"
+        for key in ("wall_us", "cpu_us")
+    )
+    import os
+    import platform
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    verdict = "met" if worst < 1.05 else "missed"
+    head = [
+        START,
+        "## Routes: a route's cost per call (`benchmarks/routes.py`)",
+        "",
+        f"`python -m benchmarks.routes --calls {args.calls} --repeats {args.repeats}`; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
+        f"{load:.2f}; server: {results['server']}. Every case takes turns in blocks of "
+        f"{BLOCK} calls; the figures are medians over the repeats. Target: a route costs "
+        f"under 5 % more than a direct call: **{verdict}** (worst ratio {worst:.3f}x).",
+        "",
+    ]
+    return "\n".join([*head, *tables, END]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=1000, help="calls per case and repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--server", choices=["auto", "nginx", "stdlib"], default="auto")
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
 
     import chatcore
@@ -155,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("Client", "AsyncClient"):
         lines += [*_table(f"{name}.chat, one call in flight", results[name]), ""]
     print("\n".join(lines))
+    if not args.no_doc:
+        write_section(DOC, START, END, _section(results, args, lines))
+        print(f"wrote {DOC}")
     out = Path(__file__).parent / "results" / "routes.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

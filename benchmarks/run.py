@@ -227,17 +227,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _keep_otel_section(doc: Path, text: str) -> str:
-    """``text`` with the section ``benchmarks/otel_overhead.py`` wrote in ``doc`` kept."""
-    from benchmarks.otel_overhead import END, START
-
-    old = doc.read_text() if doc.exists() else ""
-    if START not in old or END not in old:
-        return text
-    section = START + old.split(START, 1)[1].split(END, 1)[0] + END
-    return text.rstrip("\n") + "\n\n" + section + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = dict(MODES[args.mode])
@@ -465,17 +454,15 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = time.perf_counter() - started
     results["machine"]["load_end"] = _loadavg()
     results["targets"] = report.evaluate(results)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    text = report.markdown(results)
-    if Path(args.doc).exists():  # keep the section benchmarks/cost_overhead.py writes
-        from benchmarks.cost_overhead import carry_over
-
-        text = carry_over(Path(args.doc).read_text(encoding="utf-8"), text)
+    # committed with the figures it gives: no machine's paths in it
+    results["machine"]["executable"] = Path(results["machine"]["executable"]).name
+    (out_dir / "results.json").write_text(
+        report.tidy_paths(json.dumps(results, indent=2, default=str)) + "\n"
+    )
     if not args.no_doc:
-        Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
-        text = _keep_otel_section(Path(args.doc), text)
-        Path(args.doc).write_text(text)
-        log(f"wrote {args.doc}")
+        # the report, its charts and the README's figures, all from these results
+        for path in report.publish(results, ROOT, doc=Path(args.doc)):
+            log(f"wrote {path}")
     log(f"wrote {out_dir}/results.json ({results['elapsed_s']:.0f} s in all)")
     log("")
     log(report.console_summary(results))

@@ -139,6 +139,22 @@ def test_hook_has_a_test_named_for_it(hook):
 # -- the API reference ------------------------------------------------------------------------
 
 
+REFERENCE_PAGES = [
+    "api.md",
+    *sorted(f"reference/{p.name}" for p in (DOCS / "reference").glob("*.md")),
+]
+
+
+def _directives() -> dict[str, str]:
+    """``::: dotted.name`` directives of the API reference pages: target -> page."""
+    found: dict[str, str] = {}
+    for page in REFERENCE_PAGES:
+        text = (DOCS / page).read_text(encoding="utf-8")
+        for target in re.findall(r"^::: ([\w.]+)", text, re.M):
+            found.setdefault(target, page)
+    return found
+
+
 def test_every_public_name_is_in_the_api_reference():
     text = (DOCS / "api.md").read_text(encoding="utf-8")
     missing = [
@@ -149,13 +165,37 @@ def test_every_public_name_is_in_the_api_reference():
     assert not missing, f"docs/api.md does not mention: {missing}"
 
 
-def test_api_reference_directives_resolve():
-    """Every ``::: dotted.name`` directive of docs/api.md names something importable."""
+def test_every_public_name_has_a_reference_entry():
+    """Each name of ``chatcore.__all__`` is rendered on a reference page: its own
+    ``::: chatcore.Name``, or a ``::: module`` directive whose ``__all__`` exports it."""
     import importlib
 
-    text = (DOCS / "api.md").read_text(encoding="utf-8")
-    targets = re.findall(r"^::: ([\w.]+)", text, re.M)
-    assert targets
+    directives = _directives()
+    modules = []
+    for target in directives:
+        with contextlib.suppress(ImportError):
+            modules.append(importlib.import_module(target))
+    missing = []
+    for name in chatcore.__all__:
+        if name in ("__version__", "hookimpl") or f"chatcore.{name}" in directives:
+            continue
+        obj = getattr(chatcore, name)
+        if not any(
+            name in getattr(mod, "__all__", ()) and getattr(mod, name, None) is obj
+            for mod in modules
+            if mod is not chatcore
+        ):
+            missing.append(name)
+    assert not missing, f"no reference page renders: {missing}"
+
+
+def test_api_reference_directives_resolve():
+    """Every ``::: dotted.name`` directive of the reference pages names something
+    importable."""
+    import importlib
+
+    targets = list(_directives())
+    assert len(targets) > 20
     broken = []
     for target in targets:
         parts = target.split(".")
@@ -607,3 +647,339 @@ def test_tutorial_shows_the_generated_files(tmp_path):
         )
         shown += 1
     assert shown >= 4
+
+
+# -- the built site ---------------------------------------------------------------------------
+#
+# `mkdocs build --strict` fails on any warning: a page missing from the nav, a broken link or
+# anchor, and a cross-reference in a docstring (a Sphinx role such as :class:`Client`, turned
+# into one by tools/griffe_sphinx_roles.py) that no reference page renders. The look of the
+# site (overflowing code, wrapped names) is checked in a browser by tools/docs_screenshots.py.
+
+SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|attr|mod|exc|data|obj|const):`?")
+
+
+def _mkdocs(site: Path, cwd: Path = ROOT, config: str = "mkdocs.yml") -> Any:
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", config, "-d", str(site)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory) -> Path:
+    """The site, built once for this module with ``mkdocs build --strict``."""
+    pytest.importorskip("mkdocs", reason="the docs tools: pip install -e '.[docs]'")
+    pytest.importorskip("mkdocstrings_handlers.python")
+    site = tmp_path_factory.mktemp("site")
+    proc = _mkdocs(site)
+    warnings_ = [line for line in proc.stderr.splitlines() if "WARNING" in line]
+    assert proc.returncode == 0, "mkdocs build --strict failed:\n" + "\n".join(
+        warnings_ or proc.stderr.splitlines()[-20:]
+    )
+    return site
+
+
+def _text_outside_code(page: Path) -> str:
+    """A page's HTML without its code: a role quoted as code (``:class:``) is not raw, one
+    shown as text is (``:class:<code>Client</code>``)."""
+    text = re.sub(r"<pre\b.*?</pre>", "", page.read_text(encoding="utf-8"), flags=re.S)
+    return re.sub(r"<code\b[^>]*>.*?</code>", "<code></code>", text, flags=re.S)
+
+
+def test_site_builds_strictly_and_shows_no_raw_sphinx_role(built_site):
+    pages = sorted(built_site.rglob("*.html"))
+    assert len(pages) > 40
+    raw = {
+        str(page.relative_to(built_site)): sorted(set(SPHINX_ROLE.findall(text)))
+        for page in pages
+        if SPHINX_ROLE.search(text := _text_outside_code(page))
+    }
+    assert raw == {}, "Sphinx roles shown as text (not turned into links)"
+
+
+def test_every_reference_page_is_built(built_site):
+    for page in REFERENCE_PAGES:
+        html_page = built_site / page.removesuffix(".md") / "index.html"
+        assert html_page.is_file(), page
+    # one page per module or concept, none of them the old single page of everything
+    sizes = {
+        p: (built_site / p.removesuffix(".md") / "index.html").stat().st_size
+        for p in REFERENCE_PAGES
+    }
+    assert max(sizes.values()) < 600_000, sizes
+
+
+def test_reference_cross_references_are_links(built_site):
+    page = (built_site / "reference" / "client" / "index.html").read_text(encoding="utf-8")
+    # ChatStream's docstring says :class:`ChatChunk`; Client.chat's says :func:`chat_structured`
+    assert re.search(
+        r'<a class="autorefs autorefs-internal"[^>]*href="[^"]*#chatcore\.models\.ChatChunk"', page
+    )
+    assert re.search(r'href="[^"]*#chatcore\.chat_structured"', page)
+
+
+def _objects(page: str, kind: str) -> list[str]:
+    """The HTML of each ``doc-<kind>`` object of a rendered reference page (up to the next
+    object)."""
+    starts = [m.start() for m in re.finditer(r'<div class="doc doc-object doc-', page)]
+    out = []
+    for i, start in enumerate(starts):
+        if page.startswith(f'<div class="doc doc-object doc-{kind}"', start):
+            out.append(page[start : starts[i + 1] if i + 1 < len(starts) else len(page)])
+    return out
+
+
+def test_reference_lists_documented_attributes_only(built_site):
+    """No ``provider = provider`` entries: every attribute shown has a description."""
+    shown = 0
+    for path in (built_site / "reference").rglob("index.html"):
+        for obj in _objects(path.read_text(encoding="utf-8"), "attribute"):
+            name = re.search(r'id="([\w.]+)"', obj)
+            contents = re.split(r'<div class="doc doc-contents[^"]*">', obj, maxsplit=1)[-1]
+            text = re.sub(r"<[^>]+>", "", contents).strip()
+            assert text, f"{path.parent.name}: attribute {name and name.group(1)} has no docstring"
+            shown += 1
+    assert shown > 10
+
+
+def test_reference_signatures_are_wrapped(built_site):
+    import html as html_module
+
+    longest = 0
+    for path in (built_site / "reference").rglob("index.html"):
+        page = path.read_text(encoding="utf-8")
+        for signature in re.findall(r'<div class="doc-signature[^"]*">(.*?)</div>', page, re.S):
+            text = html_module.unescape(re.sub(r"<[^>]+>", "", signature))
+            longest = max(longest, *(len(line) for line in text.splitlines()))
+    assert 0 < longest <= 88, f"a signature line of {longest} columns"
+
+
+def test_home_page_has_an_install_line_and_code():
+    text = (DOCS / "index.md").read_text(encoding="utf-8")
+    assert re.search(r"```bash\npip install \"?chatcore", text)
+    assert any("client.chat(" in block.code for block in python_blocks(DOCS / "index.md"))
+    diagram = text.split("## How a call flows", 1)[1].split("```", 2)[1]
+    assert max(len(line) for line in diagram.splitlines()) <= 72, "the diagram is cut off"
+
+
+# -- the cross-reference extension ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def roles() -> Any:
+    griffe = pytest.importorskip("griffe")
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import griffe_sphinx_roles
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    pkg = griffe.load("chatcore", search_paths=[str(ROOT)])
+    return griffe_sphinx_roles, pkg, griffe_sphinx_roles.public_names(pkg)
+
+
+@pytest.mark.parametrize(
+    ("scope", "role", "markdown"),
+    [
+        ("chatcore.models", ":class:`~chatcore.Client`", "[<code>Client</code>][chatcore.Client]"),
+        # resolved where Python would: Client's chat, shown under its public path
+        ("chatcore._client.Client", ":meth:`chat`", "[<code>chat()</code>][chatcore.Client.chat]"),
+        (
+            "chatcore._retry",
+            ":class:`RetryPolicy`",
+            "[<code>RetryPolicy</code>][chatcore.retry.RetryPolicy]",
+        ),
+        (
+            "chatcore.models",
+            ":class:`text <ChatResponse>`",
+            "[<code>text</code>][chatcore.models.ChatResponse]",
+        ),
+        ("chatcore.models", ":class:`!ChatResponse`", "<code>ChatResponse</code>"),
+        # elsewhere: a link only where some page renders it
+        (
+            "chatcore.models",
+            ":func:`asyncio.run`",
+            '<autoref identifier="asyncio.run" optional><code>asyncio.run()</code></autoref>',
+        ),
+        # a public name that does not exist stays required: the strict build fails on it
+        (
+            "chatcore.models",
+            ":class:`chatcore.NoSuchThing`",
+            "[<code>chatcore.NoSuchThing</code>][chatcore.NoSuchThing]",
+        ),
+    ],
+)
+def test_sphinx_roles_become_cross_references(roles, scope, role, markdown):
+    module, pkg, names = roles
+    obj = pkg[scope.removeprefix("chatcore.")] if scope != "chatcore" else pkg
+    assert module.convert(f"See {role}.", obj, pkg, names) == f"See {markdown}."
+
+
+def test_a_broken_reference_fails_the_strict_build(tmp_path):
+    """A docstring naming something no page renders fails ``mkdocs build --strict`` (a tiny
+    project with this repository's extension and options)."""
+    pytest.importorskip("mkdocs", reason="the docs tools: pip install -e '.[docs]'")
+    pytest.importorskip("mkdocstrings_handlers.python")
+    (tmp_path / "chatcore_probe").mkdir()
+    (tmp_path / "chatcore_probe" / "__init__.py").write_text(
+        '"""Probe."""\n\n\nclass Shown:\n    """See :class:`Hidden`."""\n\n\n'
+        'class Hidden:\n    """Not on any page."""\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "docs").mkdir()
+    extension = (ROOT / "tools" / "griffe_sphinx_roles.py").as_posix()
+    config = (
+        "site_name: probe\nstrict: true\nnav:\n  - index.md\nplugins:\n  - autorefs\n"
+        "  - mkdocstrings:\n      handlers:\n        python:\n          paths: ['.']\n"
+        f"          options:\n            extensions: ['{extension}:SphinxRoles']\n"
+        "            docstring_style: sphinx\n"
+    )
+    (tmp_path / "mkdocs.yml").write_text(config, encoding="utf-8")
+    (tmp_path / "docs" / "index.md").write_text(
+        "# Probe\n\n::: chatcore_probe.Shown\n", encoding="utf-8"
+    )
+    proc = _mkdocs(tmp_path / "site", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "chatcore_probe.Hidden" in proc.stderr
+    # rendered, the same reference resolves and the build passes
+    (tmp_path / "docs" / "index.md").write_text(
+        "# Probe\n\n::: chatcore_probe.Shown\n\n::: chatcore_probe.Hidden\n", encoding="utf-8"
+    )
+    proc = _mkdocs(tmp_path / "site", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# -- the plugin tutorial, run as written ------------------------------------------------------
+
+#: What the tutorial's commands reach that a test must not: the in-house service's address
+#: becomes a local stand-in server's, the key placeholder a test key.
+TUTORIAL_REWRITES = {
+    "https://llm.internal.example/v1": "{base_url}",
+    "ACME_API_KEY=...": "ACME_API_KEY=sk-test-acme-0123456789",
+}
+
+
+def console_blocks(path: Path) -> list[list[tuple[str, list[str]]]]:
+    """The ```` ```console ```` blocks of ``path``: for each, its ``$ command`` lines with
+    the output lines shown after each."""
+    blocks = []
+    for body in re.findall(
+        r"^```console\n(.*?)^```$", path.read_text(encoding="utf-8"), re.M | re.S
+    ):
+        steps: list[tuple[str, list[str]]] = []
+        for line in body.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            elif steps:
+                steps[-1][1].append(line)
+        blocks.append(steps)
+    return blocks
+
+
+def _normal(line: str) -> str:
+    """A line compared loosely: spacing, table rules and durations may differ."""
+    line = re.sub(r"-{3,}", "---", line)
+    line = re.sub(r"\bin \d+(\.\d+)?s\b", "in Ns", line)
+    line = line.strip().strip("=")  # pytest's ===== summary =====
+    return " ".join(line.split())
+
+
+def _shows(expected: list[str], actual: str) -> list[str]:
+    """The expected output lines (``...`` skips any) not found, in order, in ``actual``."""
+    lines = [_normal(line) for line in actual.splitlines()]
+    missing, at = [], 0
+    for want in (_normal(line) for line in expected if line.strip() != "..."):
+        try:
+            at = lines.index(want, at) + 1
+        except ValueError:
+            missing.append(want)
+    return missing
+
+
+def test_console_block_parser(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```console\n$ a\nout\n...\n$ b\n```\n\n```bash\n$ c\n```\n", encoding="utf-8")
+    assert console_blocks(page) == [[("a", ["out", "..."]), ("b", [])]]
+    assert _shows(["x", "...", "5 passed in 1.0s"], "x\ny\n5  passed in 2.34s\n") == []
+    assert _shows(["y", "x"], "x\ny\n") == ["x"]
+    assert _shows(["5 passed in 1s"], "==== 5 passed in 0.5s ====\n") == []
+    assert _shows(["5 passed in 1s"], "==== 6 passed in 0.5s ====\n") == ["5 passed in Ns"]
+
+
+@pytest.mark.slow
+def test_plugin_tutorial_runs_as_written(tmp_path):
+    """Every command of docs/plugin-tutorial.md, in order, in a fresh virtual environment
+    that sees this one's packages (chatcore among them, as the tutorial asks), with no
+    package index: scaffold, install, the plugin's own test suite, ``chatcore plugins`` and
+    a chat through the new provider against a local stand-in server."""
+    import subprocess
+    import sysconfig
+
+    from chatcore.testing.server import StandInServer
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # "the environment chatcore is installed in": this one's packages, seen from the new one
+    (Path(purelib) / "_parent_env.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n", encoding="utf-8"
+    )
+    launcher = venv / "bin" / "chatcore"  # the script pip writes when it installs chatcore
+    launcher.write_text(
+        f"#!{python}\nimport sys\nfrom chatcore._cli import main\nsys.exit(main())\n",
+        encoding="utf-8",
+    )
+    launcher.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(venv),
+        HOME=str(tmp_path / "home"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        PIP_NO_INDEX="1",  # nothing from an index: what is needed is already installed
+        PIP_NO_BUILD_ISOLATION="0",  # pip's inverted spelling: build with hatchling from here
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    blocks = console_blocks(DOCS / "plugin-tutorial.md")
+    assert sum(len(steps) for steps in blocks) >= 6
+    with StandInServer(flavor="openai") as server:
+        for steps in blocks:
+            for command, expected in steps:
+                for old, new in TUTORIAL_REWRITES.items():
+                    command = command.replace(old, new.format(base_url=server.base_url))
+                if command.startswith("cd "):
+                    cwd = cwd / command[3:].strip()
+                    continue
+                if command.startswith("export "):
+                    for assignment in command[7:].split():
+                        key, _, value = assignment.partition("=")
+                        env[key] = value
+                    continue
+                proc = subprocess.run(
+                    ["bash", "-c", command],
+                    cwd=cwd,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=False,
+                )
+                output = proc.stdout + proc.stderr
+                assert proc.returncode == 0, f"$ {command}\n{output[-3000:]}"
+                missing = _shows(expected, proc.stdout)
+                assert not missing, f"$ {command} did not show {missing}:\n{proc.stdout[-3000:]}"
