@@ -761,8 +761,8 @@ async def _chat(
                 core, target, number, deadline, estimate, send, parse, ticket
             )
         finally:
-            if plan is not None:
-                await plan.release(target)
+            if plan is not None and (freed := plan.release(target)) is not None:
+                await freed
         usage = response.usage
         await Component(
             limiter, "reconcile", (ticket, usage.total_tokens if usage is not None else estimate)
@@ -1008,8 +1008,8 @@ async def _open_stream(
                 core, target, number, deadline, estimate, opened, None, ticket
             )
         except BaseException:
-            if plan is not None:
-                await plan.release(target)
+            if plan is not None and (freed := plan.release(target)) is not None:
+                await freed
             raise
         ticket, (first, chunks), attempt_started = done
         if first is not None and first.headers:
@@ -1038,7 +1038,9 @@ async def _stream_ended(core: BaseClient, context: StreamContext, used: int | No
     """Settle the grant and free the deployment of a stream that ended."""
     await Component(core.rate_limiter, "reconcile", (context.ticket, used))
     if context.plan is not None and context.target is not None:
-        await context.plan.release(context.target)
+        freed = context.plan.release(context.target)
+        if freed is not None:
+            await freed
 
 
 async def stream_completed(core: BaseClient, context: StreamContext, stream: Any) -> None:

@@ -118,6 +118,14 @@ class RoutePlan:
             return getattr(self._local, method)(*args)
         return await Component(self.core.cooldowns, method, args)
 
+    def _ask(self, method: str, *args: Any) -> Component | None:
+        """Do ``method`` at once on the in-process store (``None``), or the effect that
+        does it on another store (the caller awaits it)."""
+        if self._local is not None:
+            getattr(self._local, method)(*args)
+            return None
+        return Component(self.core.cooldowns, method, args)
+
     # --- the candidates --------------------------------------------------------------
 
     def _groups(self, targets: Sequence[str]) -> list[_Group]:
@@ -160,11 +168,12 @@ class RoutePlan:
         """The target of the next attempt, and its limiter ticket when one was taken
         here (``None``: the attempt acquires one, waiting as usual)."""
         self.current = None
-        live: list[Deployment] = []
+        live: Sequence[Deployment] = ()
         route = self.route
         while self.index < len(self.groups):
             route, deployments = self.groups[self.index]
-            pool = [d for d in deployments if d.key not in self.failed]
+            failed = self.failed
+            pool = [d for d in deployments if d.key not in failed] if failed else deployments
             if pool:
                 keys = [d.key for d in pool]
                 local = self._local
@@ -187,8 +196,18 @@ class RoutePlan:
             raise self._none_available()
         busy = None
         if route.strategy == "least_busy" and len(live) > 1:
-            busy = await self._store("in_flight_counts", [d.key for d in live])
-        first = pick(route, live, busy=busy, latencies=self.core._latencies)
+            keys = [d.key for d in live]
+            local = self._local
+            busy = (
+                local.in_flight_counts(keys)
+                if local is not None
+                else await Component(self.core.cooldowns, "in_flight_counts", (keys,))
+            )
+        first = (
+            live[0]
+            if len(live) == 1
+            else pick(route, live, busy=busy, latencies=self.core._latencies)
+        )
         ticket = None
         if len(live) > 1:
             # a deployment whose own rate limiter would make the call wait is skipped for
@@ -219,7 +238,9 @@ class RoutePlan:
         target = self._target(first)
         self._route_of[first.key] = route
         if route.strategy == "least_busy":
-            await self._store("in_flight", first.key, 1)
+            effect = self._ask("in_flight", first.key, 1)
+            if effect is not None:
+                await effect
             self._busy.add(first.key)
         self.current = target
         self.tried.append(first.key)
@@ -248,12 +269,14 @@ class RoutePlan:
 
     # --- after an attempt ------------------------------------------------------------
 
-    async def release(self, target: Target) -> None:
-        """An attempt (or a stream) on ``target`` ended: it is no longer in flight."""
+    def release(self, target: Target) -> Component | None:
+        """An attempt (or a stream) on ``target`` ended: it is no longer in flight. Done at
+        once, or the effect the caller awaits (a store other than the in-process one)."""
         deployment = target.deployment
-        if deployment is not None and deployment.key in self._busy:
-            self._busy.discard(deployment.key)
-            await self._store("in_flight", deployment.key, -1)
+        if deployment is None or deployment.key not in self._busy:
+            return None
+        self._busy.discard(deployment.key)
+        return self._ask("in_flight", deployment.key, -1)
 
     def succeeded(self, target: Target, seconds: float) -> None:
         """``target`` answered in ``seconds`` (for the lowest-latency strategy)."""
