@@ -63,7 +63,7 @@ def sdk_tracer(capture: bool = False, exporter: Any = None) -> Any:
 
 
 def api_tracer() -> Any:
-    """The plugin's tracer with no SDK: the API's no-op providers."""
+    """The plugin's tracer with no SDK: the API's no-op providers (it traces nothing)."""
     from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.trace import NoOpTracerProvider
 
@@ -112,7 +112,8 @@ def tracer_work(tracer: Any, repeats: int) -> float:
 
     def one() -> None:
         trace = tracing.start(request, "http://127.0.0.1:9/v1", secrets)
-        assert trace is not None
+        if trace is None:  # nothing would record it (no SDK): not traced, the check is all
+            return
         trace._enter()
         trace._each("attempt_started", 1)
         trace._each("attempt_ended", 1, None)

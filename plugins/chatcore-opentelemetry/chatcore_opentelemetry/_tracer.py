@@ -118,13 +118,27 @@ def _deployment(source: Any) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def _records_nothing(
+    tracer_provider: trace.TracerProvider | None, meter_provider: metrics.MeterProvider | None
+) -> bool:
+    """True when neither provider would record anything: the API's no-op ones, or the
+    global ones while the application has set none (the API's proxies)."""
+    tracing = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    meters = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    return isinstance(tracing, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)) and (
+        type(meters).__name__ in ("_ProxyMeterProvider", "NoOpMeterProvider")
+    )
+
+
 class OpenTelemetryTracer:
     """A chatcore tracer (see ``docs/opentelemetry.md``): a ``chat {model}`` CLIENT span
     per call and the ``gen_ai.client.*`` metrics.
 
     ``tracer_provider`` / ``meter_provider`` default to the global ones (which may be set
-    after the client is made). ``capture_content`` and ``propagate_context`` default to
-    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` and
+    after the client is made). While no provider records anything (no SDK configured: the
+    API's proxies or no-op providers), a call is not traced at all: :meth:`start` returns
+    ``None`` and the call costs nothing more than a check. ``capture_content`` and
+    ``propagate_context`` default to ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` and
     ``CHATCORE_OTEL_PROPAGATE_CONTEXT`` (both off unless ``true``).
     """
 
@@ -145,6 +159,15 @@ class OpenTelemetryTracer:
             propagate_context = env_flag(sc.ENV_PROPAGATE, environ)
         self.capture_content = capture_content
         self.propagate_context = propagate_context
+        self._providers = (tracer_provider, meter_provider)
+        #: Both providers given, neither recording: no call is ever traced. (With a
+        #: global one, whether it records is asked per call: it may be set later.)
+        self._never = (
+            tracer_provider is not None
+            and meter_provider is not None
+            and _records_nothing(tracer_provider, meter_provider)
+        )
+        self._global = tracer_provider is None or meter_provider is None
         self.tracer = trace.get_tracer(
             "chatcore_opentelemetry",
             __version__,
@@ -189,8 +212,11 @@ class OpenTelemetryTracer:
                 self._servers[base_url] = found
         return found
 
-    def start(self, call: TracedCall) -> CallSpan:
-        """Open the call's span (a child of whatever span is current in the caller)."""
+    def start(self, call: TracedCall) -> CallSpan | None:
+        """Open the call's span (a child of whatever span is current in the caller);
+        ``None`` while no SDK is configured (nothing would be recorded)."""
+        if self._never or (self._global and _records_nothing(*self._providers)):
+            return None
         request = call.request
         key = (request.model, call.secrets)
         model = self._models.get(key)

@@ -106,3 +106,57 @@ def test_provider_names(name):
 
     expected = {"azure": "azure.ai.openai"}.get(name, name)
     assert provider_name(name) == expected
+
+
+BEFORE_AND_AFTER = textwrap.dedent(
+    """
+    import json, sys
+
+    import chatcore
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    url, key = sys.argv[1], sys.argv[2]
+    client = chatcore.Client(providers={"openai": {"api_key": key, "base_url": url}})
+    (tracer,) = client.tracers
+    call = chatcore.TracedCall("chat", client.build_request("openai:m", "Hi"), url)
+    before = tracer.start(call)
+    client.chat("openai:gpt-4o-mini", "before the SDK")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    client.chat("openai:gpt-4o-mini", "after the SDK")
+    print(json.dumps({
+        "handle_before": before is not None,
+        "spans": [s.name for s in exporter.get_finished_spans()],
+    }))
+    """
+)
+
+
+def test_no_sdk_means_no_tracing_work_until_one_is_set(openai_target):
+    """With only the API (no SDK configured) a call is not traced at all, and no
+    traceparent is sent; once the application sets a provider, calls are traced."""
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATCORE_", "OTEL_", "OPENAI_", "HF_", "ANTHROPIC_"))
+    }
+    environ["CHATCORE_OTEL_PROPAGATE_CONTEXT"] = "true"
+    done = subprocess.run(
+        [sys.executable, "-c", BEFORE_AND_AFTER, openai_target.server.base_url, OPENAI_KEY],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"handle_before": False, "spans": ["chat gpt-4o-mini"]}
+    before, after = openai_target.server.requests
+    assert before.header("traceparent") is None
+    assert after.header("traceparent") is not None
