@@ -1068,6 +1068,7 @@ async def stream_completed(core: BaseClient, context: StreamContext, stream: Any
             request_id=stream.request_id,
             time_to_first_token=stream.time_to_first_token,
             cost=getattr(response, "cost", None),
+            deployment=stream.deployment,
         )
     core._record(
         request,

@@ -184,10 +184,17 @@ class RoutePlan:
                 )
                 live = [d for d in pool if d.key not in cooling] if cooling else pool
                 if live:
+                    if cooling:
+                        logger.debug(
+                            "route {route}: skipping {skipped}: cooling down",
+                            route=self.route.name,
+                            skipped=", ".join(sorted(cooling)),
+                        )
                     break
                 self.cooling.update(cooling)
                 logger.info(
-                    "route {route}: skipping {skipped}: cooling down",
+                    "route {route}: skipping {skipped}: cooling down (every deployment"
+                    " of this group)",
                     route=self.route.name,
                     skipped=", ".join(sorted(cooling)),
                 )
@@ -225,7 +232,7 @@ class RoutePlan:
                 except RateLimitExceeded as exc:
                     if exc.retry_after is None:
                         raise
-                    logger.info(
+                    logger.debug(
                         "route {route}: skipping {deployment}: its rate limit would wait"
                         " {wait:.3f}s",
                         route=self.route.name,

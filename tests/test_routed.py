@@ -839,3 +839,52 @@ def test_a_route_budget_reserves_the_dearest_model_the_call_may_reach(make, serv
         # a fallback to gpt-4o could cost 20 x 4000 / 10**6 = 0.08 USD: refused, unsent
         dear.chat("route:main", "Hi", max_tokens=20)
     assert counts(servers) == {"a": 1, "b": 0, "c": 0}
+
+
+# --------------------------------------------------------------------------------------
+# Logs
+
+
+def test_logs_say_why_a_deployment_was_skipped_and_name_it_never_its_key(make, servers):
+    import io
+    import json
+
+    from loguru import logger
+
+    records = io.StringIO()
+    handler = chatcore.configure_logging("DEBUG", json=True, sink=records)
+    try:
+        servers["a"].enqueue(Reply.error(401, f"bad key {KEYS['a']}"))
+        client = make(
+            {
+                "main": {
+                    "strategy": "ordered",
+                    "deployments": [
+                        deployment(servers, "a"),
+                        deployment(servers, "b", rate_limits={"rpm": 1}),
+                        deployment(servers, "c"),
+                    ],
+                }
+            }
+        )
+        client.chat("route:main", "Hi")  # a refuses the key and cools down; b answers
+        client.chat("route:main", "Hi")  # a cooling, b's limit would wait: c answers
+        with client.stream("route:main", "Hi") as stream:
+            for _ in stream:
+                pass
+    finally:
+        logger.remove(handler)
+        chatcore.configure_logging(None)
+    text = records.getvalue()
+    messages = [json.loads(line)["record"]["message"] for line in text.splitlines()]
+    assert any("route:main/a cools down" in m and "AuthenticationError" in m for m in messages)
+    assert any("skipping route:main/a: cooling down" in m for m in messages)
+    assert any("skipping route:main/b: its rate limit would wait" in m for m in messages)
+    oks = [json.loads(line)["record"]["extra"] for line in text.splitlines() if " ok in " in line]
+    assert [extra.get("deployment") for extra in oks] == [
+        "route:main/b",
+        "route:main/c",
+        "route:main/c",
+    ]
+    for key in KEYS.values():
+        assert key not in text
