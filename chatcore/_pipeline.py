@@ -670,22 +670,27 @@ def _reachable(core: BaseClient, route: Route) -> set[tuple[str, str]]:
     return found
 
 
+def _cost_of(core: BaseClient, request: ChatRequest, response: ChatResponse) -> Any:
+    """What ``response`` cost (``None`` when unknown)."""
+    try:
+        return core.pricing.cost(request, response)
+    except Exception:  # odd usage numbers: unknown, never a failed call
+        return None
+
+
 def _priced(core: BaseClient, request: ChatRequest, response: ChatResponse) -> ChatResponse:
     """``response`` with its ``cost`` (``None`` when unknown)."""
-    try:
-        cost = core.pricing.cost(request, response)
-    except Exception:  # odd usage numbers: unknown, never a failed call
-        cost = None
+    cost = _cost_of(core, request, response)
     return _updated(response, cost=cost) if cost is not None else response
 
 
 def _cached_cost(core: BaseClient, request: ChatRequest, hit: ChatResponse) -> dict[str, Any]:
     """The cost fields of an answer from chatcore's cache: nothing spent, and what the
-    call would have cost."""
+    call would have cost (priced now, else what the stored answer cost)."""
     from chatcore._cost import ZERO
 
-    saved = _priced(core, request, hit).cost
-    return {"cost": ZERO, "saved_cost": saved}
+    saved = _cost_of(core, request, hit)
+    return {"cost": ZERO, "saved_cost": hit.cost if saved is None else saved}
 
 
 async def _chat_pipeline(

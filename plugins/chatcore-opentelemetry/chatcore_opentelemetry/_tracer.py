@@ -118,6 +118,26 @@ def _deployment(source: Any) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+_metrics_state: Any
+try:  # the API's module globals: None until the application sets a provider
+    from opentelemetry.metrics import _internal as _metrics_state
+except ImportError:  # pragma: no cover - a future API without them: the public checks only
+    _metrics_state = None
+
+#: The variables that make the API load a provider itself on first use.
+_PROVIDER_VARIABLES = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+
+
+def _none_set() -> bool:
+    """True while the application has set no global provider (read from the API's module
+    globals, without the environment lookups ``get_tracer_provider`` makes each call);
+    False when unsure."""
+    return (
+        getattr(trace, "_TRACER_PROVIDER", False) is None
+        and getattr(_metrics_state, "_METER_PROVIDER", False) is None
+    )
+
+
 def _records_nothing(
     tracer_provider: trace.TracerProvider | None, meter_provider: metrics.MeterProvider | None
 ) -> bool:
@@ -168,6 +188,14 @@ class OpenTelemetryTracer:
             and _records_nothing(tracer_provider, meter_provider)
         )
         self._global = tracer_provider is None or meter_provider is None
+        #: Both global and no variable loads one: the quick check applies.
+        self._quick = (
+            tracer_provider is None
+            and meter_provider is None
+            and not any(
+                name in (os.environ if environ is None else environ) for name in _PROVIDER_VARIABLES
+            )
+        )
         self.tracer = trace.get_tracer(
             "chatcore_opentelemetry",
             __version__,
@@ -215,7 +243,9 @@ class OpenTelemetryTracer:
     def start(self, call: TracedCall) -> CallSpan | None:
         """Open the call's span (a child of whatever span is current in the caller);
         ``None`` while no SDK is configured (nothing would be recorded)."""
-        if self._never or (self._global and _records_nothing(*self._providers)):
+        if self._never or (self._quick and _none_set()):
+            return None
+        if self._global and _records_nothing(*self._providers):
             return None
         request = call.request
         key = (request.model, call.secrets)
