@@ -693,7 +693,10 @@ def _load_routes(
     try:
         return parse_routes(merged, providers), source
     except ConfigurationError as exc:
-        problems.note(f"{exc} (from {source})")
+        text = str(exc)
+        found = text.split("\n  ")[1:] if text.startswith("invalid routes:") else [text]
+        for problem in found:  # each problem on its own line, like every other setting's
+            problems.note(f"{problem} (from {source})")
         return {}, source
 
 

@@ -631,6 +631,7 @@ def test_route_settings_problems_are_reported_together(servers):
             },
         )
     text = str(caught.value)
+    assert "(3 problems)" in text  # each on its own line, like every other setting's
     assert "strategy" in text and "nope" in text and "weight" in text
     assert KEYS["a"] not in text
 
