@@ -846,9 +846,11 @@ def _async_markdown(r: dict[str, Any], w: Any) -> None:
         w("")
 
 
-def tidy_paths(text: str) -> str:
+def tidy_paths(text: str, root: Path = ROOT) -> str:
     """No machine's paths in what is published: ``/root/.pyenv/.../lib/python3.11/x.py``
-    and ``.../site-packages/x.py`` become ``x.py``."""
+    and ``.../site-packages/x.py`` become ``x.py``, and a path in the checkout
+    (``<root>/chatcore/_http.py``) becomes relative (``chatcore/_http.py``)."""
+    text = text.replace(str(root) + "/", "")
     return re.sub(r"/[^\s`|:]*?/lib/python3\.\d+/(?:site-packages/)?", "", text)
 
 

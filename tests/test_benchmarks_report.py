@@ -87,6 +87,7 @@ def test_the_report_cites_only_files_in_the_repository():
     )
     assert missing == []
     assert "/root/" not in doc and "/tmp/" not in doc, "a machine's path in the report"
+    assert str(ROOT) not in doc, "a path of this checkout in the report"
 
 
 def _bars(chart: str) -> dict[str, tuple[float, float]]:
@@ -156,3 +157,12 @@ def test_machine_paths_are_tidied():
         "`/x/lib/python3.12/site-packages/urllib3/connection.py:1`"
     )
     assert report.tidy_paths(text) == "`tracemalloc.py:560` and `urllib3/connection.py:1`"
+    checkout = "/srv/checkout/chatcore/_http.py:508"
+    assert report.tidy_paths(checkout, Path("/srv/checkout")) == "chatcore/_http.py:508"
+
+
+def test_the_committed_results_hold_no_path_of_this_checkout():
+    """The results the figures come from are committed: no absolute path in them."""
+    text = (ROOT / "benchmarks" / "results" / "results.json").read_text(encoding="utf-8")
+    assert str(ROOT) not in text
+    assert not re.search(r'"/(?:root|home|tmp|work)/', text)
