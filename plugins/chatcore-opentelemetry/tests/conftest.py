@@ -25,7 +25,7 @@ from chatcore_opentelemetry import OpenTelemetryTracer
 
 OPENAI_KEY = "sk-test-otelSECRET0123456789abcdefXYZ"
 AZURE_KEY = "azure-test-otelSECRET0123456789abcdef"
-HF_TOKEN = "hf_testotelSECRET0123456789abcdefXYZ"
+HF_TOKEN = "hf-token-of-the-otel-tests-not-real"
 ANTHROPIC_KEY = "sk-ant-test-otelSECRET0123456789abcdef"
 SECRETS = (OPENAI_KEY, AZURE_KEY, HF_TOKEN, ANTHROPIC_KEY)
 
