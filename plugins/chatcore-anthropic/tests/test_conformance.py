@@ -31,7 +31,7 @@ class TestAnthropicConformance(ProviderConformance):
     provider_name = "anthropic"
     model = "claude-haiku-4-5"
     server_flavor = "anthropic"
-    api_key = "sk-ant-api03-conformance0123456789abcdef"
+    api_key = "sk-ant-conformance-test-key-not-real"
     entry_point_name = "anthropic"
     request_id_header = "request-id"
     skip_checks: ClassVar[Mapping[str, str]] = {
