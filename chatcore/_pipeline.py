@@ -592,10 +592,7 @@ async def chat_pipeline(
     ``provider``, or through a route: each attempt to the deployment it picks."""
     if core.budgets is None and core._tracing is None:  # the usual call: straight in
         return await _chat(core, request, provider, policy, cache, ttl, None)
-    routed = provider if isinstance(provider, Route) else None
-    booking = await _reserve_budget(
-        core, request, routed.name if routed is not None else route, budget_key, routed
-    )
+    booking = await _reserve_budget(core, request, provider, route, budget_key)
     if booking is None:
         return await _chat_pipeline(core, request, provider, policy, cache, ttl)
     try:
@@ -610,16 +607,19 @@ async def chat_pipeline(
 async def _reserve_budget(
     core: BaseClient,
     request: ChatRequest,
+    provider: Provider | Route,
     route: str | None,
     budget_key: str | None,
-    routed: Route | None = None,
 ) -> Any:
     """Reserve the call's worst case in its budgets (``None``: no budget applies). A
-    routed call reserves the worst case of the dearest model it may reach (its
-    deployments and fallbacks)."""
+    routed call counts against its route's budgets and reserves the worst case of the
+    dearest model it may reach (its deployments and fallbacks)."""
     budgets = core.budgets
     if budgets is None:
         return None
+    routed = provider if isinstance(provider, Route) else None
+    if routed is not None:
+        route = routed.name
     charges = budgets.charges_of(request, route, budget_key)
     if not charges:
         return None
@@ -919,10 +919,7 @@ async def stream_pipeline(
     reservation is settled when the stream ends (with its cost when it completes)."""
     if core.budgets is None and core._tracing is None:  # the usual call: straight in
         return await _open_stream(core, request, provider, policy, cache, ttl, None)
-    routed = provider if isinstance(provider, Route) else None
-    booking = await _reserve_budget(
-        core, request, routed.name if routed is not None else route, budget_key, routed
-    )
+    booking = await _reserve_budget(core, request, provider, route, budget_key)
     if booking is None:
         return await _traced_stream(core, request, provider, policy, cache, ttl)
     try:
